@@ -1,0 +1,157 @@
+"""Small dense linear-algebra kernels (numba) shared by the ALS solver and the Gibbs sampler.
+
+The matrices here are ``d x d`` with ``d`` the rank (plus one with a bias column), typically
+5..50. For such sizes a hand-written Cholesky beats a LAPACK call on per-call overhead, and it
+can run inside a ``prange`` loop without the GIL.
+
+Every function works in place on preallocated arrays and returns nothing but a success flag,
+so the callers control all allocation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def row_normal_equations(
+    row: int,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    Y: np.ndarray,
+    offset: np.ndarray,
+    A: np.ndarray,
+    b: np.ndarray,
+) -> None:
+    """Overwrite ``A`` and ``b`` with the Gram matrix and right-hand side of one CSR row.
+
+    ``A = sum_j y_j y_j^T`` and ``b = sum_j y_j (r_j - offset[j])`` over the entries ``j`` of
+    row ``row``; ``y_j = Y[indices[p]]``. This is the only place the per-row Gram matrix is
+    built: the ALS row solve and the Gibbs row draw both start from it. Only the lower
+    triangle is accumulated (``nnz * d * (d + 1) / 2`` multiply-adds), then mirrored.
+
+    Parameters
+    ----------
+    row : int
+        Row of the CSR structure (a user for the user half-sweep).
+    indptr, indices, data : ndarray
+        CSR structure of the ratings grouped by this side.
+    Y : ndarray, shape (n_other, d)
+        Factors of the other side (with a trailing column of ones when fitting a bias).
+    offset : ndarray, shape (n_other,)
+        Per-column amount subtracted from each rating (global mean + other side's bias).
+    A : ndarray, shape (d, d)
+        Output Gram matrix.
+    b : ndarray, shape (d,)
+        Output right-hand side.
+    """
+    d = Y.shape[1]
+    for a in range(d):
+        b[a] = 0.0
+        for c in range(d):
+            A[a, c] = 0.0
+    for p in range(indptr[row], indptr[row + 1]):
+        j = indices[p]
+        t = data[p] - offset[j]
+        for a in range(d):
+            ya = Y[j, a]
+            b[a] += ya * t
+            for c in range(a + 1):
+                A[a, c] += ya * Y[j, c]
+    for a in range(d):
+        for c in range(a):
+            A[c, a] = A[a, c]
+
+
+@njit(cache=True, nogil=True)
+def cholesky_inplace(A: np.ndarray) -> bool:
+    """Overwrite the lower triangle of ``A`` with its Cholesky factor ``L`` (``A = L L^T``).
+
+    Returns ``False`` (leaving ``A`` partly overwritten) if ``A`` is not numerically positive
+    definite. The strict upper triangle is zeroed on success.
+    """
+    d = A.shape[0]
+    for j in range(d):
+        s = A[j, j]
+        for k in range(j):
+            s -= A[j, k] * A[j, k]
+        if not s > 0.0:
+            return False
+        ljj = np.sqrt(s)
+        A[j, j] = ljj
+        for i in range(j + 1, d):
+            s = A[i, j]
+            for k in range(j):
+                s -= A[i, k] * A[j, k]
+            A[i, j] = s / ljj
+    for i in range(d):
+        for j in range(i + 1, d):
+            A[i, j] = 0.0
+    return True
+
+
+@njit(cache=True, nogil=True)
+def solve_lower(L: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """Solve ``L y = b`` by forward substitution (``out`` may alias ``b``)."""
+    d = L.shape[0]
+    for i in range(d):
+        s = b[i]
+        for k in range(i):
+            s -= L[i, k] * out[k]
+        out[i] = s / L[i, i]
+
+
+@njit(cache=True, nogil=True)
+def solve_upper_t(L: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """Solve ``L^T x = b`` by back substitution (``out`` may alias ``b``)."""
+    d = L.shape[0]
+    for i in range(d - 1, -1, -1):
+        s = b[i]
+        for k in range(i + 1, d):
+            s -= L[k, i] * out[k]
+        out[i] = s / L[i, i]
+
+
+@njit(cache=True, nogil=True)
+def cholesky_solve(L: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """Solve ``L L^T x = b`` given the Cholesky factor ``L`` (``out`` may alias ``b``)."""
+    solve_lower(L, b, out)
+    solve_upper_t(L, out, out)
+
+
+@njit(cache=True, nogil=True)
+def min_norm_solve(A: np.ndarray, b: np.ndarray, out: np.ndarray, rcond: float) -> int:
+    """Minimum-norm least-squares solution ``x = pinv(A) b`` of a symmetric PSD system.
+
+    With ``A = Y^T Y`` and ``b = Y^T r`` this is exactly ``pinv(Y) r``, the minimum-norm
+    solution of the (possibly underdetermined) least-squares problem ``Y x ~ r``.
+    Eigenvalues below ``rcond * max(eigenvalue)`` are treated as zero.
+
+    Returns
+    -------
+    int
+        The numerical rank of ``A``.
+    """
+    d = A.shape[0]
+    w, Q = np.linalg.eigh(A)
+    wmax = 0.0
+    for i in range(d):
+        if w[i] > wmax:
+            wmax = w[i]
+    for i in range(d):
+        out[i] = 0.0
+    rank = 0
+    if wmax <= 0.0:
+        return 0
+    for i in range(d):
+        if w[i] > rcond * wmax:
+            rank += 1
+            s = 0.0
+            for a in range(d):
+                s += Q[a, i] * b[a]
+            s /= w[i]
+            for a in range(d):
+                out[a] += Q[a, i] * s
+    return rank
