@@ -171,8 +171,9 @@ class Ratings:
         self.users = np.ascontiguousarray(users, dtype=np.int32)
         self.items = np.ascontiguousarray(items, dtype=np.int32)
         self.values = np.ascontiguousarray(values, dtype=np.float64)
-        self.user_ids = pd.Index(user_ids)
-        self.item_ids = pd.Index(item_ids)
+        # Index objects are immutable: share them (a split's parts keep the very same maps)
+        self.user_ids = user_ids if isinstance(user_ids, pd.Index) else pd.Index(user_ids)
+        self.item_ids = item_ids if isinstance(item_ids, pd.Index) else pd.Index(item_ids)
         self.scale = scale
         self.item_info = item_info
         self.name = name
@@ -243,6 +244,8 @@ class Ratings:
         if duplicates not in DUPLICATE_POLICIES:
             raise DataError(f"duplicates must be one of {DUPLICATE_POLICIES}, got {duplicates!r}")
         raw = df[rating_col]
+        if pd.api.types.is_bool_dtype(raw.dtype):
+            raise DataError(f"column {rating_col!r} holds booleans, not numeric ratings")
         values = pd.to_numeric(raw, errors="coerce")
         nonnum = values.isna() & raw.notna()
         if nonnum.any():
@@ -258,8 +261,12 @@ class Ratings:
         for col in (user_col, item_col):
             if df[col].isna().any():
                 raise DataError(f"column {col!r} has {int(df[col].isna().sum())} missing id(s)")
-        if isinstance(scale, tuple):
+        if isinstance(scale, (tuple, list)):
             scale = RatingScale(*scale)
+        elif scale is not None and not isinstance(scale, RatingScale):
+            raise DataError(
+                f"scale must be a RatingScale, a (min, max, step) tuple or None, got {scale!r}"
+            )
         if scale is None and infer_scale:
             scale = infer_rating_scale(values)
         if scale is not None:
