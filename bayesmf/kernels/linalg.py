@@ -13,8 +13,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+#: fast-math flags that allow reassociation and fused multiply-adds but keep NaN/inf semantics,
+#: so the positive-definiteness test ``not s > 0`` still catches NaN
+_FAST = {"contract", "arcp", "reassoc"}
 
-@njit(cache=True, nogil=True)
+
+@njit(cache=True, nogil=True, fastmath=True)
 def row_normal_equations(
     row: int,
     indptr: np.ndarray,
@@ -30,7 +34,8 @@ def row_normal_equations(
     ``A = sum_j y_j y_j^T`` and ``b = sum_j y_j (r_j - offset[j])`` over the entries ``j`` of
     row ``row``; ``y_j = Y[indices[p]]``. This is the only place the per-row Gram matrix is
     built: the ALS row solve and the Gibbs row draw both start from it. Only the lower
-    triangle is accumulated (``nnz * d * (d + 1) / 2`` multiply-adds), then mirrored.
+    triangle is accumulated (``nnz * d * (d + 1) / 2`` multiply-adds), eight entries at a
+    time (fewer loads and stores of ``A``), then mirrored.
 
     Parameters
     ----------
@@ -52,7 +57,43 @@ def row_normal_equations(
         b[a] = 0.0
         for c in range(d):
             A[a, c] = 0.0
-    for p in range(indptr[row], indptr[row + 1]):
+    p = indptr[row]
+    end = indptr[row + 1]
+    # eight entries at a time: each load/store of A carries eight multiply-adds
+    while p + 8 <= end:
+        j0 = indices[p]
+        j1 = indices[p + 1]
+        j2 = indices[p + 2]
+        j3 = indices[p + 3]
+        j4 = indices[p + 4]
+        j5 = indices[p + 5]
+        j6 = indices[p + 6]
+        j7 = indices[p + 7]
+        t0 = data[p] - offset[j0]
+        t1 = data[p + 1] - offset[j1]
+        t2 = data[p + 2] - offset[j2]
+        t3 = data[p + 3] - offset[j3]
+        t4 = data[p + 4] - offset[j4]
+        t5 = data[p + 5] - offset[j5]
+        t6 = data[p + 6] - offset[j6]
+        t7 = data[p + 7] - offset[j7]
+        for a in range(d):
+            y0 = Y[j0, a]
+            y1 = Y[j1, a]
+            y2 = Y[j2, a]
+            y3 = Y[j3, a]
+            y4 = Y[j4, a]
+            y5 = Y[j5, a]
+            y6 = Y[j6, a]
+            y7 = Y[j7, a]
+            b[a] += y0 * t0 + y1 * t1 + y2 * t2 + y3 * t3 + y4 * t4 + y5 * t5 + y6 * t6 + y7 * t7
+            for c in range(a + 1):
+                A[a, c] += (
+                    y0 * Y[j0, c] + y1 * Y[j1, c] + y2 * Y[j2, c] + y3 * Y[j3, c]
+                    + y4 * Y[j4, c] + y5 * Y[j5, c] + y6 * Y[j6, c] + y7 * Y[j7, c]
+                )
+        p += 8
+    while p < end:
         j = indices[p]
         t = data[p] - offset[j]
         for a in range(d):
@@ -60,12 +101,13 @@ def row_normal_equations(
             b[a] += ya * t
             for c in range(a + 1):
                 A[a, c] += ya * Y[j, c]
+        p += 1
     for a in range(d):
         for c in range(a):
             A[c, a] = A[a, c]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def cholesky_inplace(A: np.ndarray) -> bool:
     """Overwrite the lower triangle of ``A`` with its Cholesky factor ``L`` (``A = L L^T``).
 
@@ -92,7 +134,7 @@ def cholesky_inplace(A: np.ndarray) -> bool:
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def solve_lower(L: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """Solve ``L y = b`` by forward substitution (``out`` may alias ``b``)."""
     d = L.shape[0]
@@ -103,7 +145,7 @@ def solve_lower(L: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         out[i] = s / L[i, i]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def solve_upper_t(L: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """Solve ``L^T x = b`` by back substitution (``out`` may alias ``b``)."""
     d = L.shape[0]
@@ -114,14 +156,14 @@ def solve_upper_t(L: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
         out[i] = s / L[i, i]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def cholesky_solve(L: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """Solve ``L L^T x = b`` given the Cholesky factor ``L`` (``out`` may alias ``b``)."""
     solve_lower(L, b, out)
     solve_upper_t(L, out, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def min_norm_solve(A: np.ndarray, b: np.ndarray, out: np.ndarray, rcond: float) -> int:
     """Minimum-norm least-squares solution ``x = pinv(A) b`` of a symmetric PSD system.
 
@@ -155,3 +197,50 @@ def min_norm_solve(A: np.ndarray, b: np.ndarray, out: np.ndarray, rcond: float) 
             for a in range(d):
                 out[a] += Q[a, i] * s
     return rank
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def ldl_solve(A: np.ndarray, b: np.ndarray, x: np.ndarray, dinv: np.ndarray) -> bool:
+    """Solve the symmetric positive definite system ``A x = b`` by ``A = L D L^T`` in place.
+
+    Square-root free and with one reciprocal per pivot (multiplications instead of
+    divisions), which shortens the dependency chain that bounds small solves: ~25 % faster than
+    :func:`cholesky_inplace` + :func:`cholesky_solve` at ``d = 11``. Overwrites the lower
+    triangle of ``A`` with the unit factor ``L`` (diagonal: ``D``) and ``dinv`` with ``1 / D``.
+    ``x`` must not alias ``b``.
+
+    Returns
+    -------
+    bool
+        False if a pivot is not positive (``A`` not numerically positive definite); ``x`` is
+        then undefined.
+    """
+    n = A.shape[0]
+    for j in range(n):
+        s = A[j, j]
+        for k in range(j):
+            lk = A[j, k]
+            s -= lk * lk * A[k, k]
+        if not s > 0.0:
+            return False
+        A[j, j] = s
+        r = 1.0 / s
+        dinv[j] = r
+        for i in range(j + 1, n):
+            t = A[i, j]
+            for k in range(j):
+                t -= A[i, k] * A[j, k] * A[k, k]
+            A[i, j] = t * r
+    for i in range(n):
+        t = b[i]
+        for k in range(i):
+            t -= A[i, k] * x[k]
+        x[i] = t
+    for i in range(n):
+        x[i] *= dinv[i]
+    for i in range(n - 1, -1, -1):
+        t = x[i]
+        for k in range(i + 1, n):
+            t -= A[k, i] * x[k]
+        x[i] = t
+    return True

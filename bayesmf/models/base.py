@@ -73,6 +73,13 @@ class FitBase:
 
         return recommend(self, user, n=n, **kwargs)
 
+    @classmethod
+    def load(cls, path: str) -> FitBase:
+        """Load a fit saved by :meth:`save`, refusing files written by another model class."""
+        from bayesmf.io import load
+
+        return load(path, model_class=cls)
+
     def save(self, path: str) -> None:
         """Save the fit to ``path``; see :func:`bayesmf.io.save`."""
         from bayesmf.io import save
