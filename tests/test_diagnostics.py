@@ -1,0 +1,131 @@
+"""Tests of bayesmf.diagnostics: identifiable quantities, verdicts, and why raw-factor R-hat misleads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayesmf.datasets import make_synthetic
+from bayesmf.diagnostics import diagnose, identifiable_draws, raw_factor_rhat, verdict
+from bayesmf.exceptions import BayesMFError
+from bayesmf.models.base import FitBase
+from bayesmf.models.idata import build_inference_data
+from bayesmf.models.pmf import PMF
+
+
+class DrawsFit(FitBase):
+    method = "nuts"
+    is_bayesian = True
+
+    def __init__(self, rank: int = 2) -> None:
+        self.rank = rank
+
+
+@pytest.fixture(scope="module")
+def ratings():
+    r, truth = make_synthetic(n_users=12, n_items=9, rank=2, density=0.5, random_state=3)
+    return r, truth
+
+
+def iid_posterior(r, truth, C=2, D=500, seed=0):
+    """Independent draws around the truth: every chain samples the same distribution."""
+    rng = np.random.default_rng(seed)
+    k = truth.rank
+    return {
+        "U": truth.U + 0.1 * rng.standard_normal((C, D, r.n_users, k)),
+        "V": truth.V + 0.1 * rng.standard_normal((C, D, r.n_items, k)),
+        "mu": truth.mu + 0.05 * rng.standard_normal((C, D)),
+        "sigma": 0.5 + 0.02 * rng.standard_normal((C, D)),
+        "sigma_u": 1.0 + 0.05 * rng.standard_normal((C, D, k)),
+        "sigma_v": 1.0 + 0.05 * rng.standard_normal((C, D, k)),
+    }
+
+
+def make_fit(r, post, sample_stats=None, **extra):
+    fit = DrawsFit(rank=post["U"].shape[-1])
+    fit.idata_ = build_inference_data(post, r, method="nuts", params={}, rank=fit.rank,
+                                      biases=False, sample_stats=sample_stats, dtype=np.float64)
+    fit.ratings_ = r
+    fit.link_ = "identity"
+    for k, v in extra.items():
+        setattr(fit, k, v)
+    return fit
+
+
+def test_rotated_chains_fool_raw_factor_rhat_but_not_diagnose(ratings):
+    r, truth = ratings
+    post = iid_posterior(r, truth)
+    theta = 1.1
+    R = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]]) @ np.diag([1, -1])
+    # chain 1 lives in a rotated + sign-flipped copy of the same posterior: U V^T is unchanged
+    post["U"][1] = post["U"][1] @ R
+    post["V"][1] = post["V"][1] @ R
+    fit = make_fit(r, post)
+    raw = raw_factor_rhat(fit)
+    assert (raw["max_r_hat"] > 1.5).all() and (raw["frac_above_1.01"] > 0.5).all()
+    diag = diagnose(fit, n_probe=10)
+    q = diag[diag["kind"] == "quantity"]
+    assert (q["r_hat"] < 1.01).all(), q[["quantity", "r_hat"]]
+    assert (q["verdict"] == "ok").all() and diag.attrs["verdict"] == "ok"
+    assert {"mu", "sigma", "sum_sigma_u2", "norm_U", "norm_V"} <= set(q["group"])
+    assert (q["group"] == "pred_mean").sum() == 10
+
+
+def test_stuck_chain_is_caught(ratings):
+    r, truth = ratings
+    post = iid_posterior(r, truth, seed=1)
+    post["mu"][1] += 0.2  # chain 1 disagrees about the global mean
+    post["U"][1] *= 1.3
+    diag = diagnose(make_fit(r, post), n_probe=5)
+    by = diag.set_index("quantity")
+    assert by.loc["mu", "verdict"] == "fail" and by.loc["mu", "r_hat"] > 1.05
+    assert by.loc["norm_U", "verdict"] == "fail"
+    assert diag.attrs["verdict"] == "fail"
+
+
+def test_identifiable_quantities_match_direct_computation(ratings):
+    r, truth = ratings
+    post = iid_posterior(r, truth, C=1, D=6)
+    ds = identifiable_draws(make_fit(r, post),
+                            probe_pairs=pd.DataFrame({"user": [r.user_ids[2]],
+                                                      "item": [r.item_ids[3]]}))
+    np.testing.assert_allclose(ds["norm_U"].values, np.sqrt((post["U"] ** 2).sum((2, 3))))
+    np.testing.assert_allclose(ds["sum_sigma_u2"].values, (post["sigma_u"] ** 2).sum(-1))
+    np.testing.assert_allclose(ds["pred_mean"].values[..., 0],
+                               (post["U"][:, :, 2] * post["V"][:, :, 3]).sum(-1) + post["mu"])
+
+
+def test_sampler_rows_for_nuts_and_advi(ratings):
+    r, truth = ratings
+    post = iid_posterior(r, truth, C=2, D=100)
+    rng = np.random.default_rng(0)
+    div = np.zeros((2, 100), dtype=bool)
+    div[0, :3] = True
+    stats = {"diverging": div, "energy": rng.standard_normal((2, 100)).cumsum(1) * 0.1 + 10,
+             "tree_depth": np.full((2, 100), 4), "reached_max_treedepth": np.zeros((2, 100), bool)}
+    diag = diagnose(make_fit(r, post, stats), n_probe=3).set_index("quantity")
+    assert diag.loc["divergences", "value"] == 3
+    assert diag.loc["divergences", "verdict"] == "fail"  # 1.5% of draws
+    assert diag.loc["max_treedepth_hits", "verdict"] == "ok"
+    assert "bfmi_min" in diag.index
+    elbo = -1000 * np.exp(-np.arange(2000) / 100) - 50
+    d2 = diagnose(make_fit(r, post, elbo_=elbo), n_probe=3).set_index("quantity")
+    assert d2.loc["elbo_rel_change", "verdict"] == "ok"
+    d3 = diagnose(make_fit(r, post, elbo_=elbo[:300]), n_probe=3).set_index("quantity")
+    assert d3.loc["elbo_rel_change", "verdict"] != "ok"
+
+
+def test_verdict_thresholds():
+    assert verdict(1.005, 500, 450) == "ok"
+    assert verdict(1.005, 300, 450) == "warn"
+    assert verdict(1.03, 500, 500) == "warn"
+    assert verdict(1.2, 5000, 5000) == "fail"
+    assert verdict(1.0, 50, 500) == "fail"
+    assert verdict(float("nan"), 500, 500) == "fail"
+
+
+def test_point_fits_have_nothing_to_diagnose(ratings):
+    r, _ = ratings
+    with pytest.raises(BayesMFError, match="point fit"):
+        diagnose(PMF(rank=2, random_state=0).fit(r))
