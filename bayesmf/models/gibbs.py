@@ -1,0 +1,865 @@
+"""Bayesian PMF by Gibbs sampling (Salakhutdinov & Mnih, 2008): :class:`GibbsPMF`.
+
+The model (identity link)::
+
+    R_ij ~ N(mu + b_i + c_j + u_i^T v_j, sigma^2),        tau = 1 / sigma^2 ~ Gamma(a_tau, b_tau)
+    u_i ~ N(mu_U, Lambda_U^-1),  v_j ~ N(mu_V, Lambda_V^-1)
+    (mu_U, Lambda_U), (mu_V, Lambda_V) ~ Normal-Wishart(mu0=0, beta0=2, W0=I, nu0=rank)
+    b_i ~ N(0, 1/tau_b), c_j ~ N(0, 1/tau_c),              tau_b, tau_c ~ Gamma(a_b, b_b)
+    mu ~ N(mu_mean, mu_sd^2)
+
+``hyperprior="diagonal"`` replaces the Normal-Wishart by ``u_i ~ N(0, diag(1/lambda_u))``
+with ``lambda_u[a] ~ Gamma(factor_shape, factor_rate)`` (the same for ``V``) -- the
+hierarchical prior of the PyMC model, so Gibbs, NUTS and ADVI can be compared on one model.
+
+**Biases** are drawn *jointly* with the factors by the ones-column trick the ALS kernel uses:
+a user's block is ``(u_i, b_i)``, the item side gets a trailing column of ones, the prior
+precision is ``blockdiag(Lambda_U, tau_b)``. One Cholesky per row gives the joint conditional,
+so the strong posterior correlation between a bias and the factors does not slow mixing.
+
+One sweep draws, in order: user hyperparameters, every ``(u_i, b_i)`` (parallel, numba),
+item hyperparameters, every ``(v_j, c_j)``, then (``moves=True``, the default) each bias
+precision with its biases integrated out followed by the biases, the global mean ``mu`` and
+the noise precision, and finally three "group" moves along directions the likelihood cannot
+see (generalised Gibbs steps, Liu & Sabatti 2000): a rescaling/shearing of the factors with
+their priors (``u -> T u``, ``v -> T^-T v``), shifts of the factors against the other side's
+biases (``u_i + w``, ``c_j - w.v_j``), and shifts of ``mu`` against the biases. Every step
+draws from an exact conditional (or, for the collapsed bias precision, applies a slice-sampling
+update that leaves it invariant); see :mod:`bayesmf.kernels.gibbs`. Plain BPMF Gibbs mixes
+slowly along those directions (rank histograms of ``||U||_F`` and ``mu`` in simulation-based
+calibration were U-shaped without them; calibrated with them, see :mod:`bayesmf.sbc`).
+
+Chains run one after the other (each sweep already uses every core); per-chain seeds come
+from ``random_state`` via :class:`numpy.random.SeedSequence`, so a fit is reproducible.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from bayesmf._validation import (
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+)
+from bayesmf.data import Ratings
+from bayesmf.exceptions import BayesMFError, DataError
+from bayesmf.kernels.als import als_half_sweep, predict_observed
+from bayesmf.kernels.gibbs import (
+    csr_residual_sums,
+    factor_shift_move,
+    gibbs_half_sweep,
+    gibbs_half_sweep_serial,
+    residual_sums,
+    residual_sums_serial,
+    sample_bias_block_collapsed,
+    sample_gamma_precision,
+    sample_global_mean,
+    sample_normal_wishart,
+    sample_scale_move,
+    shear_moves,
+    translation_move,
+)
+from bayesmf.memory import (
+    auto_thin,
+    check_memory_budget,
+    estimate_draws_bytes,
+    format_bytes,
+    kept_draws,
+)
+from bayesmf.models.base import FitBase
+from bayesmf.models.idata import build_inference_data, posterior_latent_means
+from bayesmf.progress import progress_bar, progress_enabled
+
+logger = logging.getLogger("bayesmf")
+
+HYPERPRIORS = ("normal-wishart", "diagonal")
+INITS = ("map", "random")
+STORES = ("float32", "float64")
+#: below this many ratings the serial kernels are used (thread wake-up costs more than the work)
+PARALLEL_MIN_RATINGS = 20_000
+
+
+class GibbsLinkError(BayesMFError, NotImplementedError):
+    """The requested link has no conjugate Gibbs sampler (use NUTS or ADVI)."""
+
+
+@dataclass(frozen=True)
+class GibbsPriors:
+    """Prior hyperparameters of the Gibbs PMF model (all conjugate).
+
+    Parameters
+    ----------
+    mu_mean, mu_sd : float
+        Normal prior of the global mean ``mu``.
+    noise_shape, noise_rate : float
+        Gamma(shape, rate) prior of the noise precision ``tau = 1/sigma^2``.
+    bias_shape, bias_rate : float
+        Gamma prior of the user-bias and item-bias precisions.
+    beta0 : float
+        Normal-Wishart: prior pseudo-count of the factor mean ``mu_U``.
+    nu0 : float or None
+        Normal-Wishart degrees of freedom (``None``: the rank, as in BPMF).
+    w0 : float
+        Normal-Wishart scale matrix ``W0 = w0 * I`` (``E[Lambda] = nu0 * W0``).
+    factor_shape, factor_rate : float
+        ``hyperprior="diagonal"``: Gamma prior of each per-factor precision.
+    """
+
+    mu_mean: float = 0.0
+    mu_sd: float = 10.0
+    noise_shape: float = 1.0
+    noise_rate: float = 1.0
+    bias_shape: float = 1.0
+    bias_rate: float = 0.1
+    beta0: float = 2.0
+    nu0: float | None = None
+    w0: float = 1.0
+    factor_shape: float = 1.0
+    factor_rate: float = 0.1
+
+    def validate(self, rank: int) -> None:
+        """Raise :class:`BayesMFError` on a non-positive or non-finite setting."""
+        for name, value in asdict(self).items():
+            if name == "mu_mean":
+                if not np.isfinite(value):
+                    raise BayesMFError(f"priors.mu_mean must be finite, got {value!r}")
+            elif name == "nu0":
+                if value is not None and not (np.isfinite(value) and value > rank - 1):
+                    raise BayesMFError(f"priors.nu0 must exceed rank - 1 = {rank - 1}, got {value!r}")
+            else:
+                check_positive_float(value, f"priors.{name}")
+
+
+class _Interrupted(Exception):
+    """Internal: carries the interrupt out of the chain loop."""
+
+
+class GibbsPMF(FitBase):
+    """Full posterior of Bayesian PMF by conjugate Gibbs sampling (BPMF).
+
+    Parameters
+    ----------
+    rank : int
+        Number of latent factors ``k``.
+    biases : bool
+        Fit user and item bias terms (drawn jointly with the factors).
+    hyperprior : {"normal-wishart", "diagonal"}
+        Prior on the factor means/precisions (see the module docstring).
+    chains : int
+        Number of chains (run sequentially; each sweep uses all cores).
+    draws : int
+        Post-warm-up sweeps per chain; every ``thin``-th is kept (``draws // thin`` kept).
+    tune : int
+        Warm-up sweeps per chain (discarded).
+    thin : int or "auto"
+        Keep every ``thin``-th draw. ``"auto"`` picks the smallest thinning that keeps the
+        stored draws within ``memory_budget_bytes``; an explicit value that would exceed the
+        budget raises :class:`~bayesmf.exceptions.MemoryBudgetError` before sampling.
+    store : {"float32", "float64"}
+        Storage type of the ``U``, ``V`` and bias draws (hyperparameters are float64).
+    memory_budget_bytes : int or None
+        Budget for stored draws (default 1 GiB); ``None`` disables the check.
+    init : {"map", "random"}
+        Start each chain from a quick ALS MAP fit (own random start per chain) or from small
+        random factors.
+    priors : GibbsPriors or None
+        Prior hyperparameters (``None``: the defaults of :class:`GibbsPriors`).
+    moves : bool
+        After each sweep, also draw two exact "group" moves along directions the likelihood
+        cannot see: a rescaling of ``(U, its prior)`` against ``(V, its prior)`` and a shift
+        of ``mu`` against the biases (Liu & Sabatti 2000). Both leave the posterior invariant
+        and fix the slow mixing of ``||U||_F``, the factor precisions and ``mu``. ``False``
+        gives the plain BPMF sweep.
+    n_threads : int or None
+        Threads of the numba kernels (``None``: numba's default, all cores). ``1`` uses the
+        serial kernels (faster on a machine that is already busy). Problems with fewer than
+        ``PARALLEL_MIN_RATINGS`` ratings always use the serial kernels.
+    random_state : int, numpy Generator or None
+        Seed; the same int gives bit-identical draws.
+    progress : bool
+        ``True``: show a progress bar (and print the storage cost first) when stderr is a
+        terminal or ``BAYESMF_PROGRESS=1`` (see :mod:`bayesmf.progress`); ``False``: never.
+    link : {"identity", "logistic"}
+        Only ``"identity"`` is conjugate; ``"logistic"`` raises (use NUTS/ADVI).
+
+    Attributes
+    ----------
+    idata_ : arviz.InferenceData
+        The draws (see ``CONVENTIONS.md``); ``sample_stats.loglik`` per draw.
+    U_, V_, mu_, user_bias_, item_bias_, sigma_ : ndarray or float
+        Posterior means. ``U_`` and ``V_`` are only identified up to rotation; use
+        :meth:`predict_mean` (average of ``u.v`` over draws), not ``U_ @ V_.T``, for
+        posterior-mean predictions.
+    probe_mean_, probe_sd_ : ndarray or None
+        Posterior mean and sd of the latent mean of the ``probe`` pairs passed to ``fit``,
+        accumulated on the fly over the kept draws.
+    thin_, n_kept_ : int
+        Thinning used and draws kept per chain.
+    memory_bytes_ : int
+        Estimated bytes of the stored draws.
+    interrupted_ : bool
+        True when Ctrl-C stopped the run (the draws so far are kept).
+    ratings_, fit_time_, link_
+        As for every fit.
+    """
+
+    method: ClassVar[str] = "gibbs"
+    is_bayesian: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        rank: int = 10,
+        biases: bool = True,
+        hyperprior: str = "normal-wishart",
+        chains: int = 4,
+        draws: int = 500,
+        tune: int = 200,
+        thin: int | str = "auto",
+        store: str = "float32",
+        memory_budget_bytes: int | None = 1 << 30,
+        init: str = "map",
+        priors: GibbsPriors | None = None,
+        moves: bool = True,
+        n_threads: int | None = None,
+        random_state: int | np.random.Generator | None = None,
+        progress: bool = True,
+        link: str = "identity",
+    ) -> None:
+        self.rank = rank
+        self.biases = biases
+        self.hyperprior = hyperprior
+        self.chains = chains
+        self.draws = draws
+        self.tune = tune
+        self.thin = thin
+        self.store = store
+        self.memory_budget_bytes = memory_budget_bytes
+        self.init = init
+        self.priors = priors
+        self.moves = moves
+        self.n_threads = n_threads
+        self.random_state = random_state
+        self.progress = progress
+        self.link = link
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self, ratings: Ratings) -> None:
+        if not isinstance(ratings, Ratings):
+            raise DataError(
+                f"fit() expects a bayesmf Ratings object, got {type(ratings).__name__}; "
+                "build one with Ratings.from_frame(df)"
+            )
+        if ratings.nnz == 0:
+            raise DataError("cannot fit on an empty set of ratings")
+        check_positive_int(self.rank, "rank")
+        check_positive_int(self.chains, "chains")
+        check_positive_int(self.draws, "draws")
+        check_positive_int(self.tune, "tune")
+        if self.thin != "auto":
+            check_positive_int(self.thin, "thin")
+            if self.thin > self.draws:
+                raise BayesMFError(
+                    f"thin={self.thin} exceeds draws={self.draws}: no draw would be kept"
+                )
+        if not isinstance(self.biases, (bool, np.bool_)):
+            raise BayesMFError(f"biases must be True or False, got {self.biases!r}")
+        check_choice(self.hyperprior, "hyperprior", HYPERPRIORS)
+        check_choice(self.init, "init", INITS)
+        check_choice(self.store, "store", STORES)
+        check_choice(self.link, "link", ("identity", "logistic"))
+        if self.n_threads is not None:
+            check_positive_int(self.n_threads, "n_threads")
+        if self.memory_budget_bytes is not None:
+            check_positive_int(self.memory_budget_bytes, "memory_budget_bytes")
+        if self.priors is not None and not isinstance(self.priors, GibbsPriors):
+            raise BayesMFError(f"priors must be a GibbsPriors, got {type(self.priors).__name__}")
+        self._priors().validate(int(self.rank))
+        if self.link == "logistic":
+            if ratings.scale is None:
+                raise BayesMFError(
+                    "the logistic link maps ratings to [0, 1] and needs a declared rating scale; "
+                    "pass scale=(min, max, step) to Ratings.from_frame"
+                )
+            raise GibbsLinkError(
+                "the logistic link has no conjugate Gibbs sampler; use NUTSPMF or ADVIPMF "
+                "for link='logistic'"
+            )
+        if not np.all(np.isfinite(ratings.values)):
+            raise DataError("ratings contain NaN or infinite values")
+
+    def _priors(self) -> GibbsPriors:
+        return self.priors if self.priors is not None else GibbsPriors()
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, ratings: Ratings, probe: Ratings | tuple | None = None) -> GibbsPMF:
+        """Sample the posterior.
+
+        Parameters
+        ----------
+        ratings : Ratings
+            Training ratings.
+        probe : Ratings or (user_idx, item_idx), optional
+            Pairs whose posterior-mean prediction is accumulated on the fly over the kept
+            draws (``probe_mean_``, ``probe_sd_``), e.g. a test split.
+
+        Returns
+        -------
+        GibbsPMF
+            ``self``.
+        """
+        for attr in list(vars(self)):
+            if attr.endswith("_") and not attr.startswith("_"):
+                delattr(self, attr)
+        self._validate(ratings)
+        t0 = time.perf_counter()
+        k = int(self.rank)
+        chains, draws, tune = int(self.chains), int(self.draws), int(self.tune)
+        dtype = np.dtype(self.store)
+        n_u, n_i = ratings.n_users, ratings.n_items
+        budget = self.memory_budget_bytes
+        if self.thin == "auto":
+            thin = 1 if budget is None else auto_thin(n_u, n_i, k, chains, draws, budget, dtype, self.biases)
+        else:
+            thin = int(self.thin)
+        nbytes = estimate_draws_bytes(n_u, n_i, k, chains, draws, thin, dtype, self.biases)
+        check_memory_budget(nbytes, budget)
+        n_kept = kept_draws(draws, thin)
+        msg = (
+            f"GibbsPMF: {chains} chain(s) x ({tune} warm-up + {draws} sweeps), keeping "
+            f"{n_kept} draws per chain (thin={thin}) of U, V{', biases' if self.biases else ''} "
+            f"as {dtype.name}: about {format_bytes(nbytes)}"
+            + ("" if budget is None else f" of a {format_bytes(budget)} budget")
+        )
+        logger.info(msg)
+        if progress_enabled(None if self.progress is True else bool(self.progress)):
+            _console_print(msg)
+
+        probe_u, probe_i = _probe_pairs(probe, ratings)
+        st = _Storage(chains, n_kept, n_u, n_i, k, dtype, self.biases, self.hyperprior)
+        probe_acc = None
+        if probe_u is not None:
+            probe_acc = np.zeros((2, len(probe_u)))
+        seeds = _chain_seeds(self.random_state, chains)
+        counts = np.zeros(chains, dtype=np.int64)
+        interrupted = False
+        n_threads = None if self.n_threads is None else int(self.n_threads)
+        show = progress_enabled(None if self.progress is True else bool(self.progress))
+        with progress_bar(tune + draws, "Gibbs", enabled=show, transient=False) as bar, \
+                _numba_threads(n_threads):
+            try:
+                for c in range(chains):
+                    sampler = _ChainSampler(ratings, k, self.biases, self.hyperprior,
+                                            self._priors(), np.random.default_rng(seeds[c]),
+                                            moves=bool(self.moves), parallel=n_threads != 1)
+                    sampler.initialise(self.init)
+                    bar.update(description=f"Gibbs chain {c + 1}/{chains}", completed=0)
+                    for s in range(tune + draws):
+                        self._sweep(sampler)
+                        bar.advance(1)
+                        t = s - tune + 1
+                        if t > 0 and t % thin == 0 and counts[c] < n_kept:
+                            st.record(c, int(counts[c]), sampler)
+                            if probe_acc is not None:
+                                pred = sampler.predict(probe_u, probe_i)
+                                probe_acc[0] += pred
+                                probe_acc[1] += pred * pred
+                            counts[c] += 1
+            except KeyboardInterrupt:
+                interrupted = True
+        if interrupted:
+            keep = counts > 0
+            if not keep.any():
+                raise KeyboardInterrupt("GibbsPMF interrupted before any draw was kept")
+            n_keep = int(counts[keep].min())
+            warnings.warn(
+                f"GibbsPMF interrupted: keeping {int(keep.sum())} chain(s) x {n_keep} draws "
+                f"(of {chains} x {n_kept} requested)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            # the probe running sums keep every recorded draw (still a posterior average)
+            st.trim(np.flatnonzero(keep), n_keep)
+
+        self.ratings_ = ratings
+        self.link_ = "identity"
+        self.thin_ = thin
+        self.n_kept_ = st.n_kept
+        self.memory_bytes_ = nbytes
+        self.interrupted_ = interrupted
+        posterior, stats = st.as_dicts()
+        self.idata_ = build_inference_data(
+            posterior,
+            ratings,
+            method=self.method,
+            params=self.get_params(),
+            rank=k,
+            biases=bool(self.biases),
+            link="identity",
+            sample_stats=stats,
+            extra_attrs={
+                "interrupted": int(interrupted),
+                "thin": thin,
+                "tune": tune,
+                "draws_requested": draws,
+                "hyperprior": self.hyperprior,
+            },
+            dtype=dtype,
+        )
+        post = self.idata_.posterior
+        self.U_ = post["U"].values.mean(axis=(0, 1), dtype=np.float64)
+        self.V_ = post["V"].values.mean(axis=(0, 1), dtype=np.float64)
+        self.mu_ = float(post["mu"].values.mean())
+        self.sigma_ = float(post["sigma"].values.mean())
+        if self.biases:
+            self.user_bias_ = post["user_bias"].values.mean(axis=(0, 1), dtype=np.float64)
+            self.item_bias_ = post["item_bias"].values.mean(axis=(0, 1), dtype=np.float64)
+        else:
+            self.user_bias_ = np.zeros(n_u)
+            self.item_bias_ = np.zeros(n_i)
+        if probe_acc is not None:
+            n_rec = max(1, int(counts.sum()))
+            m = probe_acc[0] / n_rec
+            self.probe_mean_ = m
+            self.probe_sd_ = np.sqrt(np.maximum(probe_acc[1] / n_rec - m * m, 0.0))
+        else:
+            self.probe_mean_ = None
+            self.probe_sd_ = None
+        self.fit_time_ = time.perf_counter() - t0
+        return self
+
+    def _sweep(self, sampler: _ChainSampler) -> None:
+        """One Gibbs sweep (a method so tests can interrupt it)."""
+        sampler.sweep()
+
+    # ------------------------------------------------------------------ outputs
+    def to_inference_data(self):
+        """The posterior as :class:`arviz.InferenceData` (``idata_``)."""
+        self._check_fitted()
+        return self.idata_
+
+    def predict_mean(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
+        """Posterior-mean latent prediction ``E[mu + b_u + c_i + u.v]`` over all kept draws.
+
+        Parameters
+        ----------
+        user_idx, item_idx : array of int
+            Indices into the training id maps (``ratings_.user_index(raw)``).
+
+        Returns
+        -------
+        ndarray
+            Not clipped to the rating scale.
+        """
+        self._check_fitted()
+        u, i = _check_pairs(user_idx, item_idx, self.ratings_)
+        return posterior_latent_means(self.idata_, u, i).mean(axis=(0, 1))
+
+    def predict_draws(
+        self,
+        user_idx: np.ndarray,
+        item_idx: np.ndarray,
+        noise: bool = False,
+        random_state: int | np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """Per-draw predictions, shape ``(chain, draw, n_pairs)``.
+
+        With ``noise=True`` each draw adds ``N(0, sigma^2)`` noise of that draw (posterior
+        predictive of a new rating); otherwise the latent means.
+        """
+        self._check_fitted()
+        u, i = _check_pairs(user_idx, item_idx, self.ratings_)
+        out = posterior_latent_means(self.idata_, u, i)
+        if noise:
+            rng = np.random.default_rng(random_state)
+            sig = self.idata_.posterior["sigma"].values[:, :, None]
+            out += sig * rng.standard_normal(out.shape)
+        return out
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_pairs(user_idx: Any, item_idx: Any, ratings: Ratings) -> tuple[np.ndarray, np.ndarray]:
+    u = np.asarray(user_idx)
+    i = np.asarray(item_idx)
+    if u.shape != i.shape or u.ndim != 1:
+        raise BayesMFError("user_idx and item_idx must be 1-d arrays of the same length")
+    if u.dtype.kind not in "iu" or i.dtype.kind not in "iu":
+        raise BayesMFError("user_idx and item_idx must be integer indices (see Ratings.user_index)")
+    if len(u) and (u.min() < 0 or u.max() >= ratings.n_users or i.min() < 0 or i.max() >= ratings.n_items):
+        raise BayesMFError("user/item indices outside the training id maps (unknown ids map to -1)")
+    return u.astype(np.int64), i.astype(np.int64)
+
+
+def _probe_pairs(probe: Any, ratings: Ratings) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if probe is None:
+        return None, None
+    if isinstance(probe, Ratings):
+        if not (probe.user_ids.equals(ratings.user_ids) and probe.item_ids.equals(ratings.item_ids)):
+            raise BayesMFError(
+                "probe ratings must share the training id maps (take both from one Ratings)"
+            )
+        return probe.users.astype(np.int32), probe.items.astype(np.int32)
+    if isinstance(probe, tuple) and len(probe) == 2:
+        u, i = _check_pairs(probe[0], probe[1], ratings)
+        return u.astype(np.int32), i.astype(np.int32)
+    raise BayesMFError("probe must be a Ratings or a (user_idx, item_idx) tuple")
+
+
+def _chain_seeds(random_state: Any, chains: int) -> list[np.random.SeedSequence]:
+    if isinstance(random_state, np.random.Generator):
+        entropy = int(random_state.integers(0, 2**63 - 1))
+        return np.random.SeedSequence(entropy).spawn(chains)
+    if random_state is None or isinstance(random_state, (int, np.integer)) and not isinstance(
+        random_state, bool
+    ):
+        return np.random.SeedSequence(None if random_state is None else int(random_state)).spawn(chains)
+    raise BayesMFError(f"random_state must be None, an int or a numpy Generator, got {random_state!r}")
+
+
+@contextmanager
+def _numba_threads(n: int | None) -> Iterator[None]:
+    """Temporarily set numba's thread count (``None``: leave it)."""
+    if n is None or n == 1:
+        yield
+        return
+    import numba
+
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def _console_print(msg: str) -> None:
+    try:
+        from rich.console import Console
+
+        Console(stderr=True).print(msg, markup=False, highlight=False)
+    except Exception:  # pragma: no cover - rich missing
+        print(msg)
+
+
+class _Storage:
+    """Preallocated arrays for the kept draws of all chains."""
+
+    def __init__(self, chains: int, n_kept: int, n_u: int, n_i: int, k: int, dtype: np.dtype,
+                 biases: bool, hyperprior: str) -> None:
+        self.n_kept = n_kept
+        self.biases = biases
+        self.hyperprior = hyperprior
+        shp = (chains, n_kept)
+        self.post: dict[str, np.ndarray] = {
+            "U": np.empty(shp + (n_u, k), dtype=dtype),
+            "V": np.empty(shp + (n_i, k), dtype=dtype),
+            "mu": np.empty(shp),
+            "sigma": np.empty(shp),
+            "sigma_u": np.empty(shp + (k,)),
+            "sigma_v": np.empty(shp + (k,)),
+        }
+        if hyperprior == "normal-wishart":
+            self.post["mu_u"] = np.empty(shp + (k,))
+            self.post["mu_v"] = np.empty(shp + (k,))
+            self.post["Lambda_u"] = np.empty(shp + (k, k))
+            self.post["Lambda_v"] = np.empty(shp + (k, k))
+        if biases:
+            self.post["user_bias"] = np.empty(shp + (n_u,), dtype=dtype)
+            self.post["item_bias"] = np.empty(shp + (n_i,), dtype=dtype)
+            self.post["sigma_user_bias"] = np.empty(shp)
+            self.post["sigma_item_bias"] = np.empty(shp)
+        self.stats: dict[str, np.ndarray] = {"loglik": np.empty(shp)}
+
+    def record(self, c: int, t: int, s: _ChainSampler) -> None:
+        k = s.k
+        p = self.post
+        p["U"][c, t] = s.Ux[:, :k]
+        p["V"][c, t] = s.Vx[:, :k]
+        p["mu"][c, t] = s.mu
+        p["sigma"][c, t] = 1.0 / math.sqrt(s.tau)
+        p["sigma_u"][c, t] = s.sigma_factors(s.prec_u)
+        p["sigma_v"][c, t] = s.sigma_factors(s.prec_v)
+        if self.hyperprior == "normal-wishart":
+            p["mu_u"][c, t] = s.mean_u
+            p["mu_v"][c, t] = s.mean_v
+            p["Lambda_u"][c, t] = s.prec_u
+            p["Lambda_v"][c, t] = s.prec_v
+        if self.biases:
+            p["user_bias"][c, t] = s.Ux[:, k]
+            p["item_bias"][c, t] = s.Vx[:, k]
+            p["sigma_user_bias"][c, t] = 1.0 / math.sqrt(s.tau_bu)
+            p["sigma_item_bias"][c, t] = 1.0 / math.sqrt(s.tau_bi)
+        self.stats["loglik"][c, t] = s.loglik
+
+    def trim(self, chains: np.ndarray, n: int) -> None:
+        for d in (self.post, self.stats):
+            for name in d:
+                d[name] = d[name][chains, :n]
+        self.n_kept = n
+
+    def as_dicts(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        return self.post, self.stats
+
+
+class _ChainSampler:
+    """The state of one chain and its sweep (hyperparameters, factors, mu, tau)."""
+
+    def __init__(self, ratings: Ratings, k: int, biases: bool, hyperprior: str,
+                 priors: GibbsPriors, rng: np.random.Generator, moves: bool = True,
+                 parallel: bool = True) -> None:
+        self.r = ratings
+        self.moves = moves
+        self.k = k
+        self.biases = bool(biases)
+        self.d = k + 1 if biases else k
+        self.hyperprior = hyperprior
+        self.pr = priors
+        self.rng = rng
+        self.n_u, self.n_i = ratings.n_users, ratings.n_items
+        self.bu_csr = ratings.by_user
+        self.bi_csr = ratings.by_item
+        self.nu0 = float(k if priors.nu0 is None else priors.nu0)
+        self.W0_inv = np.eye(k) / priors.w0
+        self.mu0 = np.zeros(k)
+        self.zeros_u = np.zeros(self.n_u)
+        self.zeros_i = np.zeros(self.n_i)
+        self.user_n = ratings.user_counts.astype(np.float64)
+        self.item_n = ratings.item_counts.astype(np.float64)
+        self.user_S = np.zeros(self.n_u)
+        self.item_S = np.zeros(self.n_i)
+        parallel = parallel and ratings.nnz >= PARALLEL_MIN_RATINGS
+        self._half_sweep = gibbs_half_sweep if parallel else gibbs_half_sweep_serial
+        self._residual_sums = residual_sums if parallel else residual_sums_serial
+
+    # -------------------------------------------------------------- initialisation
+    def initialise(self, init: str) -> None:
+        rng, k, d = self.rng, self.k, self.d
+        self.mu = float(self.r.values.mean())
+        self.Ux = 0.1 * rng.standard_normal((self.n_u, d))
+        self.Vx = 0.1 * rng.standard_normal((self.n_i, d))
+        if self.biases:
+            self.Ux[:, k] = 0.0
+            self.Vx[:, k] = 0.0
+        if init == "map":
+            self._als_init(n_sweeps=5, reg=2.0)
+        # hyperparameters consistent with the start (they are redrawn first in each sweep)
+        self.prec_u = np.eye(k)
+        self.prec_v = np.eye(k)
+        self.mean_u = np.zeros(k)
+        self.mean_v = np.zeros(k)
+        self.tau_bu = 1.0
+        self.tau_bi = 1.0
+        s1, s2 = self._residuals()
+        n = self.r.nnz
+        sse = s2 - 2 * self.mu * s1 + n * self.mu**2
+        self.tau = float(n / max(sse, 1e-12 * n))
+        self.loglik = self._loglik(sse)
+
+    def _als_init(self, n_sweeps: int, reg: float) -> None:
+        """A few ridge ALS sweeps from the random start (a rough MAP point)."""
+        d = self.d
+        regv = np.full(d, reg)
+        und_u = np.zeros(self.n_u, dtype=np.bool_)
+        und_i = np.zeros(self.n_i, dtype=np.bool_)
+        for _ in range(n_sweeps):
+            Y, off = self._design(self.Vx, self.n_i)
+            als_half_sweep(self.bu_csr.indptr, self.bu_csr.indices, self.bu_csr.data, Y, off,
+                           regv, self.Ux, und_u)
+            Y, off = self._design(self.Ux, self.n_u)
+            als_half_sweep(self.bi_csr.indptr, self.bi_csr.indices, self.bi_csr.data, Y, off,
+                           regv, self.Vx, und_i)
+
+    def _design(self, X: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The other side's design matrix (ones column for the bias) and offsets."""
+        if self.biases:
+            Y = X.copy()
+            Y[:, self.k] = 1.0
+            off = self.mu + X[:, self.k]
+        else:
+            Y = X
+            off = np.full(n, self.mu)
+        return Y, off
+
+    # -------------------------------------------------------------- one sweep
+    def _hyper(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Draw the factor prior of one side given its factors; return (mean, precision)."""
+        k, pr = self.k, self.pr
+        F = X[:, :k]
+        if self.hyperprior == "normal-wishart":
+            mean, prec = sample_normal_wishart(self.rng, F, self.mu0, pr.beta0, self.W0_inv, self.nu0)
+        else:
+            lam = sample_gamma_precision(self.rng, (F * F).sum(axis=0), F.shape[0],
+                                         pr.factor_shape, pr.factor_rate)
+            mean, prec = np.zeros(k), np.diag(lam)
+        return mean, prec
+
+    def _prior_block(self, mean: np.ndarray, prec: np.ndarray, tau_b: float) -> tuple[np.ndarray, np.ndarray]:
+        k, d = self.k, self.d
+        P0 = np.zeros((d, d))
+        P0[:k, :k] = prec
+        shift = np.zeros(d)
+        shift[:k] = prec @ mean
+        if self.biases:
+            P0[k, k] = tau_b
+        return P0, shift
+
+    def sweep(self) -> None:
+        rng, k, pr = self.rng, self.k, self.pr
+        # users: hyperparameters, then (u_i, b_i)
+        self.mean_u, self.prec_u = self._hyper(self.Ux)
+        if self.biases:
+            b = self.Ux[:, k]
+            self.tau_bu = float(sample_gamma_precision(rng, b @ b, self.n_u, pr.bias_shape, pr.bias_rate))
+        P0, shift = self._prior_block(self.mean_u, self.prec_u, self.tau_bu)
+        Y, off = self._design(self.Vx, self.n_i)
+        Z = rng.standard_normal((self.n_u, self.d), dtype=np.float32)
+        c = self.bu_csr
+        bad = self._half_sweep(c.indptr, c.indices, c.data, Y, off, self.tau, P0, shift, Z, self.Ux)
+        # items
+        self.mean_v, self.prec_v = self._hyper(self.Vx)
+        if self.biases:
+            b = self.Vx[:, k]
+            self.tau_bi = float(sample_gamma_precision(rng, b @ b, self.n_i, pr.bias_shape, pr.bias_rate))
+        P0, shift = self._prior_block(self.mean_v, self.prec_v, self.tau_bi)
+        Y, off = self._design(self.Ux, self.n_u)
+        Z = rng.standard_normal((self.n_i, self.d), dtype=np.float32)
+        c = self.bi_csr
+        bad += self._half_sweep(c.indptr, c.indices, c.data, Y, off, self.tau, P0, shift, Z, self.Vx)
+        if bad:
+            raise BayesMFError(
+                f"{bad} row posterior precision(s) were not positive definite; the sampler "
+                "diverged (check the data scale or the priors)"
+            )
+        if self.biases and self.moves:
+            self._collapsed_biases()
+        # global mean and noise precision
+        n = self.r.nnz
+        s1, s2 = self._residuals()
+        self.mu = sample_global_mean(rng, s1, n, self.tau, pr.mu_mean, pr.mu_sd)
+        sse = max(s2 - 2.0 * self.mu * s1 + n * self.mu**2, 0.0)
+        self.tau = float(sample_gamma_precision(rng, sse, n, pr.noise_shape, pr.noise_rate))
+        self.loglik = self._loglik(sse)
+        # moves along the directions the likelihood does not see (exact conditionals)
+        if self.moves:
+            self._rescale()
+            if self.biases:
+                self._shift_factors()
+                self._translate()
+
+    def _rescale(self) -> None:
+        """Group moves ``u -> T u``, ``v -> T^-T v`` with the hyperparameters moving along.
+
+        ``T`` is drawn by exact conditionals given the hyperparameters only: per-factor
+        scales (both hyperpriors, :func:`~bayesmf.kernels.gibbs.sample_scale_move`), then,
+        for Normal-Wishart, shears between every pair of factors
+        (:func:`~bayesmf.kernels.gibbs.shear_moves`).
+        """
+        k, pr = self.k, self.pr
+        if self.hyperprior == "normal-wishart":
+            w = 1.0 / pr.w0  # W0^-1 = I / w0
+            c = sample_scale_move(self.rng, w * np.diag(self.prec_u), w * np.diag(self.prec_v))
+        else:
+            c = sample_scale_move(self.rng, 2 * pr.factor_rate * np.diag(self.prec_u),
+                                  2 * pr.factor_rate * np.diag(self.prec_v))
+        prec_u = self.prec_u / np.outer(c, c)
+        prec_v = self.prec_v * np.outer(c, c)
+        T = np.diag(c)
+        if self.hyperprior == "normal-wishart":
+            A = shear_moves(self.rng, prec_u, prec_v, pr.w0)
+            T = A @ T
+        T_inv = np.linalg.inv(T)
+        self.Ux[:, :k] = self.Ux[:, :k] @ T.T
+        self.Vx[:, :k] = self.Vx[:, :k] @ T_inv
+        self.mean_u = T @ self.mean_u
+        self.mean_v = T_inv.T @ self.mean_v
+        pu = T_inv.T @ self.prec_u @ T_inv
+        pv = T @ self.prec_v @ T.T
+        self.prec_u = 0.5 * (pu + pu.T)
+        self.prec_v = 0.5 * (pv + pv.T)
+
+    def _collapsed_biases(self) -> None:
+        """Draw (tau_c, item biases), then (tau_b, user biases), precisions collapsed."""
+        k, pr = self.k, self.pr
+        sides = ((self.Vx, self.Ux, self.bi_csr, self.item_n, self.item_S, False),
+                 (self.Ux, self.Vx, self.bu_csr, self.user_n, self.user_S, True))
+        for X, Y, csr, counts, S, by_user in sides:
+            xb = np.ascontiguousarray(X[:, k])
+            yb = np.ascontiguousarray(Y[:, k])
+            csr_residual_sums(csr.indptr, csr.indices, csr.data, X, Y, self.mu, xb, yb, k, S)
+            S += counts * xb  # residuals without this bias
+            tb = self.tau_bu if by_user else self.tau_bi
+            tb, b = sample_bias_block_collapsed(self.rng, S, counts, self.tau, tb,
+                                                pr.bias_shape, pr.bias_rate)
+            X[:, k] = b
+            if by_user:
+                self.tau_bu = tb
+            else:
+                self.tau_bi = tb
+
+    def _shift_factors(self) -> None:
+        """Moves ``u_i + w, c_j - w.v_j`` and ``v_j + z, b_i - z.u_i`` (factor means vs biases)."""
+        k, pr = self.k, self.pr
+        sides = ((self.Ux, self.Vx, "u", self.tau_bi), (self.Vx, self.Ux, "v", self.tau_bu))
+        for X, Y, name, tau_other in sides:
+            prec = self.prec_u if name == "u" else self.prec_v
+            if self.hyperprior == "normal-wishart":
+                mean = self.mean_u if name == "u" else self.mean_v
+                P0 = pr.beta0 * prec
+                l0 = -P0 @ mean
+            else:
+                P0 = X.shape[0] * prec
+                l0 = -prec @ X[:, :k].sum(axis=0)
+            w = factor_shift_move(self.rng, P0, l0, Y[:, :k], Y[:, k], tau_other)
+            X[:, :k] += w
+            Y[:, k] -= Y[:, :k] @ w
+            if self.hyperprior == "normal-wishart":
+                if name == "u":
+                    self.mean_u = self.mean_u + w
+                else:
+                    self.mean_v = self.mean_v + w
+
+    def _translate(self) -> None:
+        """Shift moves mu + d, user biases - d (then the same with item biases)."""
+        k, pr = self.k, self.pr
+        for X, tau_b in ((self.Ux, self.tau_bu), (self.Vx, self.tau_bi)):
+            d = translation_move(self.rng, self.mu, X[:, k], tau_b, pr.mu_mean, pr.mu_sd)
+            self.mu += d
+            X[:, k] -= d
+
+    def _residuals(self) -> tuple[float, float]:
+        r, k = self.r, self.k
+        if self.biases:
+            bu = np.ascontiguousarray(self.Ux[:, k])
+            bi = np.ascontiguousarray(self.Vx[:, k])
+        else:
+            bu, bi = self.zeros_u, self.zeros_i
+        s1, s2 = self._residual_sums(r.users, r.items, r.values, self.Ux, self.Vx, bu, bi, k)
+        return float(s1), float(s2)
+
+    def _loglik(self, sse: float) -> float:
+        n = self.r.nnz
+        return float(0.5 * n * math.log(self.tau / (2.0 * math.pi)) - 0.5 * self.tau * sse)
+
+    @staticmethod
+    def sigma_factors(prec: np.ndarray) -> np.ndarray:
+        """Prior sd of each factor: ``sqrt(diag(Lambda^-1))``."""
+        return np.sqrt(np.diag(np.linalg.inv(prec)))
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        k = self.k
+        U = np.ascontiguousarray(self.Ux[:, :k])
+        V = np.ascontiguousarray(self.Vx[:, :k])
+        bu = np.ascontiguousarray(self.Ux[:, k]) if self.biases else self.zeros_u
+        bi = np.ascontiguousarray(self.Vx[:, k]) if self.biases else self.zeros_i
+        out = np.empty(len(users))
+        predict_observed(users, items, U, V, self.mu, bu, bi, out)
+        return out
