@@ -2,7 +2,7 @@
 
 Every (user, item) cell of the full matrix enters the loss: a binary preference ``p_ui``
 (1 where an interaction was recorded, 0 elsewhere) with confidence ``c_ui = 1 + alpha * r_ui``
-(``r_ui`` the recorded count or rating; ``c = 1`` on unobserved cells):
+(``r_ui`` the recorded count or rating; ``c = 1`` on unobserved cells)::
 
     sum_(u,i) c_ui (p_ui - x_u . y_i)^2 + lambda_ (|X|^2 + |Y|^2).
 

@@ -3,7 +3,7 @@
 Ratings on a declared scale ``min..max`` are mapped to ``t = (r - min) / (max - min)`` in
 ``[0, 1]`` and modelled as ``t ~ Normal(g(eta), sigma^2)`` with ``g`` the logistic function and
 ``eta = mu + b_u + b_i + u . v`` (``mu`` an unpenalised intercept; biases optional). The MAP
-objective
+objective::
 
     1/2 sum_(u,i) (t_ui - g(eta_ui))^2 + lambda_u/2 |U|^2 + lambda_v/2 |V|^2
         + lambda_bias/2 (|b_user|^2 + |b_item|^2)
