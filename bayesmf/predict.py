@@ -278,6 +278,12 @@ def _population(parts: PredictiveParts, side: str) -> tuple[np.ndarray, np.ndarr
                 mean[:, k] = b.mean()
                 cov[:, k, k] = b.var()
         return mean, cov
+    if parts.kind == "laplace":
+        # MAP: the Gaussian prior the ridge penalties stand for, u ~ N(0, sigma^2 / lambda I)
+        # (lambda = sigma^2 / sigma_prior^2), the same prior the fold-in posterior starts from.
+        prior = _map_prior(parts, side)
+        if prior is not None:
+            return prior
     # empirical population of the fitted rows (point fits, or draws without hyperparameters)
     X = np.empty((int(warm.sum()), k + 1))
     if X.shape[0] == 0:
@@ -287,6 +293,23 @@ def _population(parts: PredictiveParts, side: str) -> tuple[np.ndarray, np.ndarr
     mean = X.mean(axis=0)[None]
     cov = np.atleast_2d(np.cov(X, rowvar=False, bias=True))[None]
     return mean, cov
+
+
+def _map_prior(parts: PredictiveParts, side: str) -> tuple[np.ndarray, np.ndarray] | None:
+    fit = parts.fit
+    suffix = "u" if side == "user" else "v"
+    lam = float(getattr(fit, f"lambda_{suffix}_", getattr(fit, f"lambda_{suffix}", 0.0)) or 0.0)
+    lam_b = float(getattr(fit, "lambda_bias_", getattr(fit, "lambda_bias", 0.0)) or 0.0)
+    if lam <= 0:
+        return None
+    k = parts.rank
+    var = float(np.asarray(parts.sigma).reshape(-1)[0]) ** 2
+    cov = np.zeros((1, k + 1, k + 1))
+    cov[0, np.arange(k), np.arange(k)] = var / lam
+    bias = parts.user_bias if side == "user" else parts.item_bias
+    if np.any(bias) and lam_b > 0:
+        cov[0, k, k] = var / lam_b
+    return np.zeros((1, k + 1)), cov
 
 
 # ============================================================================ array level

@@ -147,3 +147,22 @@ def test_fold_in_bad_input(setup):
     base = BiasBaseline().fit(Ratings(r.users, r.items, r.values, r.user_ids, r.item_ids, r.scale))
     with pytest.raises(BayesMFError, match="no factors"):
         fold_in_user(base, None)
+
+
+def test_map_uncertainty_shrinks_from_unknown_to_folded_in_to_known():
+    """MAP cold start uses the ridge prior N(0, sigma^2/lambda): more ratings, narrower intervals."""
+    import pandas as pd
+
+    from bayesmf.coldstart import fold_in_user
+    from bayesmf.datasets import make_synthetic
+    from bayesmf.models.pmf import PMF
+
+    ratings, _ = make_synthetic(200, 150, rank=3, random_state=0)
+    fit = PMF(rank=3, random_state=0).fit(ratings)
+    items = list(ratings.item_ids[:20])
+    unknown = fit.predict(pd.DataFrame({"user": ["nobody"] * 20, "item": items}))
+    known = fit.predict(pd.DataFrame({"user": [ratings.user_ids[0]] * 20, "item": items}))
+    folded = fold_in_user(fit, pd.DataFrame({"item": items[:3], "rating": [4.0, 3.0, 5.0]}))
+    sd_folded = folded.predict(items)["sd"].mean()
+    assert unknown["cold_user"].all()
+    assert unknown["sd"].mean() > sd_folded > known["sd"].mean()
