@@ -57,6 +57,10 @@ _EXPORTS: dict[str, str] = {
     "NUTSPMF": "bayesmf.models.pymc_fit",
     "ADVIPMF": "bayesmf.models.pymc_fit",
     "build_pmf_model": "bayesmf.models.pymc_model",
+    "PMFPriors": "bayesmf.models.pymc_model",
+    "GibbsPriors": "bayesmf.models.gibbs",
+    "estimate_draws_bytes": "bayesmf.memory",
+    "build_inference_data": "bayesmf.models.idata",
     # predictions, cold start, diagnostics, comparison
     "predict_draws": "bayesmf.predict",
     "recommend": "bayesmf.predict",
