@@ -48,7 +48,7 @@ import xarray as xr
 from scipy import special, stats
 
 from bayesmf._validation import as_rng, check_choice, check_positive_int, check_probability
-from bayesmf.data import Ratings
+from bayesmf.data import Ratings, RatingScale
 from bayesmf.exceptions import BayesMFError, NotFittedError
 from bayesmf.kernels import predictive as pk
 
@@ -553,6 +553,16 @@ def _check_pairs(pairs: Any, user_col: str, item_col: str) -> tuple[np.ndarray, 
     return pairs[user_col].to_numpy(), pairs[item_col].to_numpy()
 
 
+def _clip_interval(
+    scale: RatingScale | None, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clip interval bounds to the rating scale: a rating cannot fall outside it, so clipping
+    leaves the interval's coverage of on-scale ratings unchanged."""
+    if scale is None:
+        return lo, hi
+    return scale.clip(lo), scale.clip(hi)
+
+
 def _lookup(ratings: Ratings, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, ...]:
     u = np.asarray(ratings.user_index(pd.Index(users)), dtype=np.int64)
     i = np.asarray(ratings.item_index(pd.Index(items)), dtype=np.int64)
@@ -571,8 +581,8 @@ def _frame(
     item_col: str = "item",
 ) -> pd.DataFrame:
     r = parts.ratings
-    lo, hi = summ.intervals[prob]
     sc = r.scale
+    lo, hi = _clip_interval(sc, *summ.intervals[prob])
     mean = summ.mean
     clipped = mean if sc is None else (sc.round(mean) if round_ else sc.clip(mean))
     cols: dict[str, Any] = {
@@ -652,7 +662,8 @@ def predict(
     pandas.DataFrame
         Columns ``user, item, mean, sd, lower, upper, mean_clipped, mode_level, p_<level>...,
         cold_user, cold_item, method``; ``attrs["prob"]`` and, for a fit without uncertainty,
-        ``attrs["note"]``.
+        ``attrs["note"]``. ``lower``/``upper`` are clipped to the rating scale when one is
+        declared (``mean`` and ``sd`` are those of the unclipped predictive distribution).
 
     Raises
     ------
@@ -840,7 +851,7 @@ def recommend(
         score = _thompson_scores(parts, uu, cand, random_state)
     top = np.argsort(-score, kind="stable")[:n]
     summ = predictive_summary(fit, uu[top], cand[top], probs=(prob,), levels=False, parts=parts)
-    lo, hi = summ.intervals[prob]
+    lo, hi = _clip_interval(r.scale, *summ.intervals[prob])
     out = pd.DataFrame({
         "rank": np.arange(1, top.size + 1),
         "item": r.item_ids[cand[top]],

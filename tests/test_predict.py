@@ -340,3 +340,16 @@ def test_many_pairs_many_draws_stream_without_a_dense_matrix():
                 "item_bias": np.zeros((C, D, r.n_items))}, u[sub], i[sub])
     np.testing.assert_allclose(summ.mean[sub], m.mean(0), rtol=1e-6)
     assert np.all(summ.intervals[0.9][0] < summ.mean) and np.all(summ.mean < summ.intervals[0.9][1])
+
+
+def test_intervals_are_clipped_to_the_rating_scale_but_moments_are_not():
+    ratings, _ = make_synthetic(80, 60, rank=2, noise_sd=0.8, random_state=3)
+    fit = PMF(rank=2, random_state=0).fit(ratings)
+    pairs = ratings.to_frame().iloc[:300]
+    out = predict(fit, pairs, prob=0.99)
+    summ = predictive_summary(fit, ratings.users[:300], ratings.items[:300], probs=(0.99,))
+    raw_lo, raw_hi = summ.intervals[0.99]
+    assert (raw_hi > 5).any() or (raw_lo < 1).any()  # the Normal predictive spills over
+    assert out["lower"].min() >= 1.0 and out["upper"].max() <= 5.0
+    np.testing.assert_allclose(out["lower"], np.clip(raw_lo, 1, 5))
+    np.testing.assert_allclose(out["mean"], summ.mean)
