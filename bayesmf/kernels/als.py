@@ -28,6 +28,7 @@ from numba import njit, prange
 from bayesmf.kernels.linalg import (
     cholesky_inplace,
     cholesky_solve,
+    latent_mean,
     ldl_solve,
     min_norm_solve,
     row_normal_equations,
@@ -318,26 +319,14 @@ def als_half_sweep_reference(
 
 @njit(cache=True, fastmath=True)
 def _predict_observed_serial(users, items, U, V, mu, bu, bi, out):  # noqa: ANN001
-    k = U.shape[1]
     for p in range(users.shape[0]):
-        u = users[p]
-        i = items[p]
-        s = mu + bu[u] + bi[i]
-        for a in range(k):
-            s += U[u, a] * V[i, a]
-        out[p] = s
+        out[p] = latent_mean(users[p], items[p], U, V, mu, bu, bi)
 
 
 @njit(parallel=True, cache=True, fastmath=True)
 def _predict_observed_parallel(users, items, U, V, mu, bu, bi, out):  # noqa: ANN001
-    k = U.shape[1]
     for p in prange(users.shape[0]):
-        u = users[p]
-        i = items[p]
-        s = mu + bu[u] + bi[i]
-        for a in range(k):
-            s += U[u, a] * V[i, a]
-        out[p] = s
+        out[p] = latent_mean(users[p], items[p], U, V, mu, bu, bi)
 
 
 #: below this many multiply-adds the serial prediction loop beats thread start-up

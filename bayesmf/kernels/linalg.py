@@ -244,3 +244,14 @@ def ldl_solve(A: np.ndarray, b: np.ndarray, x: np.ndarray, dinv: np.ndarray) -> 
             t -= A[k, i] * x[k]
         x[i] = t
     return True
+
+
+@njit(cache=True, nogil=True, inline="always")
+def latent_mean(
+    u: int, i: int, U: np.ndarray, V: np.ndarray, mu: float, bu: np.ndarray, bi: np.ndarray
+) -> float:
+    """The PMF latent mean ``mu + bu[u] + bi[i] + U[u] . V[i]`` of one (user, item) pair."""
+    s = mu + bu[u] + bi[i]
+    for a in range(U.shape[1]):
+        s += U[u, a] * V[i, a]
+    return s

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from bayesmf.kernels.linalg import latent_mean
+
 
 @njit(parallel=True, cache=True, fastmath=True)
 def squared_error(
@@ -25,15 +27,9 @@ def squared_error(
     bi: np.ndarray,
 ) -> float:
     """Sum over observed pairs of ``(r - mu - bu[u] - bi[i] - U[u].V[i])**2``."""
-    k = U.shape[1]
     total = 0.0
     for p in prange(users.shape[0]):
-        u = users[p]
-        i = items[p]
-        s = mu + bu[u] + bi[i]
-        for a in range(k):
-            s += U[u, a] * V[i, a]
-        e = values[p] - s
+        e = values[p] - latent_mean(users[p], items[p], U, V, mu, bu, bi)
         total += e * e
     return total
 
