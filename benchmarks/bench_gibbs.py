@@ -6,7 +6,7 @@
     Wall and CPU time are both reported: on a busy shared machine wall time is inflated by
     other processes, CPU time much less so.
 (b) Full posterior of ml-latest-small (all ratings, rank 10, 4 chains): R-hat and bulk/tail
-    ESS of the identifiable quantities (sigma, mu, loglik, ||U||_F, ||V||_F and the latent
+    ESS of the identifiable quantities (sigma, mu, loglik, the bias sds, ||U||_F, ||V||_F and the latent
     means of 10 probe pairs that are not in the data). Targets: R-hat < 1.01, bulk ESS > 400,
     time < 60 s.
 
@@ -15,7 +15,7 @@ Prints tables and writes ``benchmarks/results/bench_gibbs.json``.
 Usage::
 
     python benchmarks/bench_gibbs.py [--threads N] [--skip-myfm] [--skip-posterior]
-                                     [--tune 150] [--draws 500]
+                                     [--tune 150] [--draws 500] [--thin 1] [--overrelax A]
 """
 
 from __future__ import annotations
@@ -111,6 +111,8 @@ def _identifiable(g: GibbsPMF, pu: np.ndarray, pi: np.ndarray) -> dict[str, np.n
         "sigma": post["sigma"].values,
         "mu": post["mu"].values,
         "loglik": g.idata_.sample_stats["loglik"].values,
+        "sigma_user_bias": post["sigma_user_bias"].values,
+        "sigma_item_bias": post["sigma_item_bias"].values,
         "norm_U": np.sqrt((post["U"].values.astype(np.float64) ** 2).sum(axis=(2, 3))),
         "norm_V": np.sqrt((post["V"].values.astype(np.float64) ** 2).sum(axis=(2, 3))),
     }
@@ -120,7 +122,8 @@ def _identifiable(g: GibbsPMF, pu: np.ndarray, pi: np.ndarray) -> dict[str, np.n
     return q
 
 
-def bench_full_posterior(threads: int | None, tune: int, draws: int, seed: int = 0) -> dict:
+def bench_full_posterior(threads: int | None, tune: int, draws: int, seed: int = 0,
+                         overrelax: float | None = None, thin: int = 1) -> dict:
     r = load_ml_latest_small(titles=False)
     rng = np.random.default_rng(seed)
     seen = set(zip(r.users.tolist(), r.items.tolist(), strict=True))
@@ -133,9 +136,11 @@ def bench_full_posterior(threads: int | None, tune: int, draws: int, seed: int =
             pi.append(i)
     pu, pi = np.array(pu), np.array(pi)
 
+    extra = {} if overrelax is None else {"overrelax": overrelax}
+
     def fit():
-        return GibbsPMF(rank=10, chains=4, tune=tune, draws=draws, random_state=seed,
-                        progress=False, n_threads=threads).fit(r)
+        return GibbsPMF(rank=10, chains=4, tune=tune, draws=draws, thin=thin, random_state=seed,
+                        progress=False, n_threads=threads, **extra).fit(r)
 
     g, wall, cpu = _timed(fit)
     q = _identifiable(g, pu, pi)
@@ -150,17 +155,19 @@ def bench_full_posterior(threads: int | None, tune: int, draws: int, seed: int =
     min_ess = min(x["ess_bulk"] for x in rows.values())
     out = {
         "data": "ml-latest-small (all 100,836 ratings)", "rank": 10, "chains": 4,
-        "tune": tune, "draws": draws, "n_threads": threads, "wall_s": wall, "cpu_s": cpu,
+        "tune": tune, "draws": draws, "thin": thin, "n_threads": threads,
+        "overrelax": g.overrelax, "wall_s": wall, "cpu_s": cpu,
         "memory_bytes_estimate": g.memory_bytes_, "diagnostics": rows,
         "max_rhat": worst_rhat, "min_ess_bulk": min_ess,
         "targets_met": bool(worst_rhat < 1.01 and min_ess > 400 and wall < 60),
         "sigma_mean": g.sigma_,
     }
-    print(f"\n(b) full posterior, ml-latest-small, rank 10, 4 chains x ({tune} + {draws}) sweeps")
+    print(f"\n(b) full posterior, ml-latest-small, rank 10, 4 chains x ({tune} + {draws}) sweeps, "
+          f"thin {thin}, overrelax {g.overrelax}")
     print(f"time: wall {wall:.1f} s, cpu {cpu:.1f} s (target < 60 s)")
-    print(f"{'quantity':10s} {'R-hat':>7s} {'ESS bulk':>9s} {'ESS tail':>9s}")
+    print(f"{'quantity':15s} {'R-hat':>7s} {'ESS bulk':>9s} {'ESS tail':>9s}")
     for name, x in rows.items():
-        print(f"{name:10s} {x['rhat']:7.4f} {x['ess_bulk']:9.0f} {x['ess_tail']:9.0f}")
+        print(f"{name:15s} {x['rhat']:7.4f} {x['ess_bulk']:9.0f} {x['ess_tail']:9.0f}")
     print(f"max R-hat {worst_rhat:.4f} (target < 1.01), min bulk ESS {min_ess:.0f} (target > 400)")
     return out
 
@@ -173,6 +180,9 @@ def main() -> None:
     ap.add_argument("--skip-posterior", action="store_true")
     ap.add_argument("--tune", type=int, default=150)
     ap.add_argument("--draws", type=int, default=500)
+    ap.add_argument("--thin", type=int, default=1)
+    ap.add_argument("--overrelax", type=float, default=None,
+                    help="GibbsPMF overrelax (default: the class default)")
     args = ap.parse_args()
     res: dict = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
@@ -182,7 +192,8 @@ def main() -> None:
     }
     path = RESULTS / "bench_gibbs.json"
     if not args.skip_posterior:
-        res["full_posterior"] = bench_full_posterior(args.threads, args.tune, args.draws)
+        res["full_posterior"] = bench_full_posterior(args.threads, args.tune, args.draws,
+                                                     overrelax=args.overrelax, thin=args.thin)
     elif path.exists():  # keep the previous run's part (b), marked as such
         old = json.loads(path.read_text())
         if "full_posterior" in old:

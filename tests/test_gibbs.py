@@ -12,13 +12,16 @@ from bayesmf.exceptions import BayesMFError, DataError, MemoryBudgetError
 from bayesmf.kernels.als import als_half_sweep
 from bayesmf.kernels.gibbs import (
     _compose_shears,
+    factor_mean_shift_move,
     factor_shift_move,
     gibbs_half_sweep,
     gibbs_half_sweep_serial,
     residual_sums,
     residual_sums_serial,
     row_conditional_reference,
+    sample_gamma_overrelaxed,
     sample_gig0,
+    sample_global_mean,
     sample_normal_wishart,
     sample_wishart,
     shear_moves,
@@ -60,6 +63,60 @@ def test_row_draw_matches_closed_form_conditional():
     X2 = np.empty_like(X)
     gibbs_half_sweep_serial(indptr, indices, data, Y, offset, tau, P0, P0 @ m0, Z, X2)
     np.testing.assert_array_equal(X, X2)
+
+
+def test_overrelaxed_row_draw_leaves_the_conditional_invariant():
+    """Iterated overrelaxed draws: stationary law = closed-form conditional, lag-1 corr = alpha."""
+    rng = np.random.default_rng(1)
+    d, n_other, n_rep, alpha = 3, 6, 10000, -0.7
+    Y = rng.standard_normal((n_other, d))
+    offset = rng.standard_normal(n_other) * 0.1
+    cols = np.array([0, 1, 4])
+    vals = rng.standard_normal(3) + 1.0
+    M = rng.standard_normal((d, d))
+    P0 = M @ M.T + np.eye(d)
+    m0 = np.array([0.3, -0.2, 0.5])
+    tau = 2.0
+    indptr, indices, data = _repeated_row_csr(n_rep, cols, vals)
+    mean, cov = row_conditional_reference(Y[cols], vals - offset[cols], tau, P0, m0)
+    X = np.full((n_rep, d), 5.0)  # far from the mean: the chain must forget it
+    for _ in range(40):
+        prev = X.copy()
+        Z = rng.standard_normal((n_rep, d))
+        gibbs_half_sweep(indptr, indices, data, Y, offset, tau, P0, P0 @ m0, Z, X, alpha)
+    se = np.sqrt(np.diag(cov) / n_rep)
+    assert np.all(np.abs(X.mean(axis=0) - mean) < 5 * se)
+    sd_cov = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n_rep)
+    assert np.all(np.abs(np.cov(X.T) - cov) < 5 * sd_cov)
+    for a in range(d):
+        assert np.corrcoef(X[:, a], prev[:, a])[0, 1] == pytest.approx(alpha, abs=0.03)
+    # serial kernel: same update
+    X2 = prev.copy()
+    gibbs_half_sweep_serial(indptr, indices, data, Y, offset, tau, P0, P0 @ m0, Z, X2, alpha)
+    np.testing.assert_allclose(X2, X, atol=1e-12)
+
+
+def test_overrelaxed_scalar_updates_leave_their_laws_invariant():
+    rng = np.random.default_rng(2)
+    shape, rate, alpha = 3.0, 2.0, -0.8
+    x, xs = 1.0, []
+    for _ in range(20000):
+        x = sample_gamma_overrelaxed(rng, x, shape, rate, alpha)
+        xs.append(x)
+    xs = np.array(xs)
+    assert stats.kstest(xs[::5], stats.gamma(shape, scale=1 / rate).cdf).pvalue > 1e-3
+    assert np.corrcoef(xs[:-1], xs[1:])[0, 1] < -0.5
+    # global mean: conditional N(m, 1/prec) with prec = tau n + 1/sd0^2
+    sum_e, n, tau, m0, sd0 = 30.0, 10, 2.0, 1.0, 0.5
+    prec = tau * n + 1 / sd0**2
+    m = (tau * sum_e + m0 / sd0**2) / prec
+    x, xs = 0.0, []
+    for _ in range(20000):
+        x = sample_global_mean(rng, sum_e, n, tau, m0, sd0, alpha, x)
+        xs.append(x)
+    xs = np.array(xs[10:])
+    assert stats.kstest(xs[::5], stats.norm(m, 1 / np.sqrt(prec)).cdf).pvalue > 1e-3
+    assert np.corrcoef(xs[:-1], xs[1:])[0, 1] == pytest.approx(alpha, abs=0.03)
 
 
 def test_row_draw_mode_is_the_als_solution():
@@ -146,6 +203,78 @@ def test_factor_shift_move_is_the_gaussian_conditional():
     cov = np.linalg.inv(P)
     sd_cov = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / 4000)
     assert np.all(np.abs(np.cov(ws.T) - cov) < 5 * sd_cov)
+
+
+def test_factor_mean_shift_move_is_the_conditional_along_the_orbit():
+    """(w, delta) ~ the target restricted to the orbit u + w, mu + delta, c - Y w - delta.
+
+    The target's terms that change along the orbit (Normal-Wishart mean of the factors, the
+    other side's biases, the prior of mu) are written out by hand; their log density is an
+    exact quadratic in (w, delta), recovered by finite differences and compared with the
+    sample moments of the move.
+    """
+    rng = np.random.default_rng(11)
+    k, n, beta0, tau_b, mu, m0, sd0 = 2, 30, 2.0, 4.0, 3.5, 0.5, 1.5
+    Y = rng.standard_normal((n, k)) + 0.8  # factors with a common component
+    c = 0.3 * rng.standard_normal(n)
+    Lam = np.array([[1.5, 0.4], [0.4, 0.8]])
+    mean_u = np.array([0.3, -0.6])
+
+    def logp(x):
+        w, d = x[:k], x[k]
+        mu_new = mu + d
+        c_new = c - Y @ w - d
+        m_new = mean_u + w
+        return (-0.5 * (mu_new - m0) ** 2 / sd0**2 - 0.5 * tau_b * c_new @ c_new
+                - 0.5 * beta0 * m_new @ Lam @ m_new)
+
+    h, d = 0.5, k + 1  # exact for a quadratic
+    E = np.eye(d) * h
+    grad = np.array([(logp(E[a]) - logp(-E[a])) / (2 * h) for a in range(d)])
+    H = np.array([[(logp(E[a] + E[b]) - logp(E[a] - E[b]) - logp(-E[a] + E[b])
+                    + logp(-E[a] - E[b])) / (4 * h * h) for b in range(d)] for a in range(d)])
+    cov = np.linalg.inv(-H)
+    mean = cov @ grad
+    P0 = beta0 * Lam
+    xs = []
+    for _ in range(4000):
+        w, delta = factor_mean_shift_move(rng, P0, -P0 @ mean_u, Y, c, tau_b, mu, m0, sd0)
+        xs.append(np.append(w, delta))
+    xs = np.array(xs)
+    sd = np.sqrt(np.diag(cov))
+    assert np.all(np.abs(xs.mean(0) - mean) < 4 * sd / np.sqrt(4000))
+    sd_cov = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / 4000)
+    assert np.all(np.abs(np.cov(xs.T) - cov) < 5 * sd_cov)
+    # overrelaxed, iterated along the orbit (the state moves each time): the visited
+    # positions still follow the conditional along the orbit
+    mu_t, c_t, m_t, pos, xs = mu, c.copy(), mean_u.copy(), np.zeros(k + 1), []
+    for _ in range(6000):
+        w, delta = factor_mean_shift_move(rng, P0, -P0 @ m_t, Y, c_t, tau_b, mu_t, m0, sd0,
+                                          alpha=-0.7)
+        mu_t, c_t, m_t = mu_t + delta, c_t - Y @ w - delta, m_t + w
+        pos = pos + np.append(w, delta)
+        xs.append(pos)
+    xs = np.array(xs)
+    n_eff = 6000 / 4  # conservative for an anti-correlated chain of squares
+    assert np.all(np.abs(xs.mean(0) - mean) < 5 * sd / np.sqrt(n_eff))
+    assert np.all(np.abs(np.cov(xs.T) - cov) < 5 * np.sqrt(
+        (np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n_eff))
+
+
+@pytest.mark.parametrize("hyperprior", ["normal-wishart", "diagonal"])
+def test_shift_moves_leave_the_likelihood_unchanged(hyperprior):
+    """The joint factor/bias/mu shift changes mu and the factors but no predicted mean."""
+    from bayesmf.models.gibbs import _ChainSampler
+
+    r, _ = make_synthetic(n_users=40, n_items=30, rank=2, density=0.5, scale=None, random_state=2)
+    s = _ChainSampler(r, 2, True, hyperprior, GibbsPriors(), np.random.default_rng(0))
+    s.initialise("random")
+    s.sweep()
+    before = s.predict(r.users, r.items)
+    mu0, U0 = s.mu, s.Ux.copy()
+    s._shift_factors()
+    np.testing.assert_allclose(s.predict(r.users, r.items), before, atol=1e-10)
+    assert s.mu != mu0 and not np.allclose(s.Ux[:, :2], U0[:, :2])
 
 
 # ---------------------------------------------------------------------- model fits
@@ -302,6 +431,8 @@ def test_auto_thin_fits_the_budget(recovery_data):
         ({"store": "float16"}, "store"),
         ({"priors": GibbsPriors(noise_shape=-1.0)}, "noise_shape"),
         ({"n_threads": 0}, "n_threads"),
+        ({"overrelax": 1.0}, "overrelax"),
+        ({"overrelax": "yes"}, "overrelax"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(recovery_data, kwargs, match):

@@ -23,11 +23,23 @@ precision with its biases integrated out followed by the biases, the global mean
 the noise precision, and finally three "group" moves along directions the likelihood cannot
 see (generalised Gibbs steps, Liu & Sabatti 2000): a rescaling/shearing of the factors with
 their priors (``u -> T u``, ``v -> T^-T v``), shifts of the factors against the other side's
-biases (``u_i + w``, ``c_j - w.v_j``), and shifts of ``mu`` against the biases. Every step
+biases *and* the global mean, drawn jointly (``u_i + w``, ``mu + delta``,
+``c_j - w.v_j - delta``: the factor means carry part of the global level, and the biases'
+prior pins their own mean, so ``mu`` only moves freely with the factor means), and shifts
+of ``mu`` against the biases. Every step
 draws from an exact conditional (or, for the collapsed bias precision, applies a slice-sampling
 update that leaves it invariant); see :mod:`bayesmf.kernels.gibbs`. Plain BPMF Gibbs mixes
 slowly along those directions (rank histograms of ``||U||_F`` and ``mu`` in simulation-based
 calibration were U-shaped without them; calibrated with them, see :mod:`bayesmf.sbc`).
+
+**Overrelaxation** (``overrelax=alpha``, default -0.7): every Gaussian draw (the factor
+rows, ``mu``, the joint shift) is replaced by Adler's overrelaxed update
+``m + alpha (x - m) + sqrt(1 - alpha^2) L^-T z`` and the noise precision by its copula
+analogue; each leaves its conditional invariant (it is a reversible AR(1) step towards it),
+so the posterior is unchanged. It damps the random walk of alternating between the strongly
+coupled ``U`` and ``V`` blocks: on ml-latest-small the latent mean of an unobserved
+(user, item) pair had an autocorrelation time of ~30-70 sweeps with plain draws, ~1-5
+with ``alpha = -0.7``. Variance-like quantities (``sigma_item_bias``) gain nothing from it.
 
 Chains run one after the other (each sweep already uses every core); per-chain seeds come
 from ``random_state`` via :class:`numpy.random.SeedSequence`, so a fit is reproducible.
@@ -56,12 +68,13 @@ from bayesmf.exceptions import BayesMFError, DataError
 from bayesmf.kernels.als import als_half_sweep, predict_observed
 from bayesmf.kernels.gibbs import (
     csr_residual_sums,
-    factor_shift_move,
+    factor_mean_shift_move,
     gibbs_half_sweep,
     gibbs_half_sweep_serial,
     residual_sums,
     residual_sums_serial,
     sample_bias_block_collapsed,
+    sample_gamma_overrelaxed,
     sample_gamma_precision,
     sample_global_mean,
     sample_normal_wishart,
@@ -175,11 +188,17 @@ class GibbsPMF(FitBase):
     priors : GibbsPriors or None
         Prior hyperparameters (``None``: the defaults of :class:`GibbsPriors`).
     moves : bool
-        After each sweep, also draw two exact "group" moves along directions the likelihood
-        cannot see: a rescaling of ``(U, its prior)`` against ``(V, its prior)`` and a shift
-        of ``mu`` against the biases (Liu & Sabatti 2000). Both leave the posterior invariant
-        and fix the slow mixing of ``||U||_F``, the factor precisions and ``mu``. ``False``
-        gives the plain BPMF sweep.
+        After each sweep, also draw exact "group" moves along directions the likelihood
+        cannot see: a rescaling/shearing of ``(U, its prior)`` against ``(V, its prior)``,
+        joint shifts of the factors, the other side's biases and ``mu``, and shifts of
+        ``mu`` against the biases (Liu & Sabatti 2000); the bias precisions are drawn with
+        the biases integrated out. All leave the posterior invariant and fix the slow mixing
+        of ``||U||_F``, the factor precisions and ``mu``. ``False`` gives the plain BPMF
+        sweep.
+    overrelax : float
+        Overrelaxation ``alpha`` in ``(-1, 1)`` of the Gaussian draws and of the noise
+        precision (see the module docstring); ``0.0`` gives plain Gibbs draws. Exact for
+        every value; negative values speed up the ``U``/``V`` alternation.
     n_threads : int or None
         Threads of the numba kernels (``None``: numba's default, all cores). ``1`` uses the
         serial kernels (faster on a machine that is already busy). Problems with fewer than
@@ -230,6 +249,7 @@ class GibbsPMF(FitBase):
         init: str = "map",
         priors: GibbsPriors | None = None,
         moves: bool = True,
+        overrelax: float = -0.7,
         n_threads: int | None = None,
         random_state: int | np.random.Generator | None = None,
         progress: bool = True,
@@ -247,6 +267,7 @@ class GibbsPMF(FitBase):
         self.init = init
         self.priors = priors
         self.moves = moves
+        self.overrelax = overrelax
         self.n_threads = n_threads
         self.random_state = random_state
         self.progress = progress
@@ -279,6 +300,10 @@ class GibbsPMF(FitBase):
         check_choice(self.link, "link", ("identity", "logistic"))
         if self.n_threads is not None:
             check_positive_int(self.n_threads, "n_threads")
+        if isinstance(self.overrelax, (bool, np.bool_)) or not isinstance(
+            self.overrelax, (int, float, np.integer, np.floating)
+        ) or not -1.0 < float(self.overrelax) < 1.0:
+            raise BayesMFError(f"overrelax must be a number in (-1, 1), got {self.overrelax!r}")
         if self.memory_budget_bytes is not None:
             check_positive_int(self.memory_budget_bytes, "memory_budget_bytes")
         if self.priors is not None and not isinstance(self.priors, GibbsPriors):
@@ -360,7 +385,8 @@ class GibbsPMF(FitBase):
                 for c in range(chains):
                     sampler = _ChainSampler(ratings, k, self.biases, self.hyperprior,
                                             self._priors(), np.random.default_rng(seeds[c]),
-                                            moves=bool(self.moves), parallel=n_threads != 1)
+                                            moves=bool(self.moves), parallel=n_threads != 1,
+                                            overrelax=float(self.overrelax))
                     sampler.initialise(self.init)
                     bar.update(description=f"Gibbs chain {c + 1}/{chains}", completed=0)
                     for s in range(tune + draws):
@@ -615,9 +641,10 @@ class _ChainSampler:
 
     def __init__(self, ratings: Ratings, k: int, biases: bool, hyperprior: str,
                  priors: GibbsPriors, rng: np.random.Generator, moves: bool = True,
-                 parallel: bool = True) -> None:
+                 parallel: bool = True, overrelax: float = 0.0) -> None:
         self.r = ratings
         self.moves = moves
+        self.alpha = float(overrelax)
         self.k = k
         self.biases = bool(biases)
         self.d = k + 1 if biases else k
@@ -723,7 +750,8 @@ class _ChainSampler:
         Y, off = self._design(self.Vx, self.n_i)
         Z = rng.standard_normal((self.n_u, self.d), dtype=np.float32)
         c = self.bu_csr
-        bad = self._half_sweep(c.indptr, c.indices, c.data, Y, off, self.tau, P0, shift, Z, self.Ux)
+        bad = self._half_sweep(c.indptr, c.indices, c.data, Y, off, self.tau, P0, shift, Z, self.Ux,
+                               self.alpha)
         # items
         self.mean_v, self.prec_v = self._hyper(self.Vx)
         if self.biases:
@@ -733,7 +761,8 @@ class _ChainSampler:
         Y, off = self._design(self.Ux, self.n_u)
         Z = rng.standard_normal((self.n_i, self.d), dtype=np.float32)
         c = self.bi_csr
-        bad += self._half_sweep(c.indptr, c.indices, c.data, Y, off, self.tau, P0, shift, Z, self.Vx)
+        bad += self._half_sweep(c.indptr, c.indices, c.data, Y, off, self.tau, P0, shift, Z, self.Vx,
+                                self.alpha)
         if bad:
             raise BayesMFError(
                 f"{bad} row posterior precision(s) were not positive definite; the sampler "
@@ -744,9 +773,10 @@ class _ChainSampler:
         # global mean and noise precision
         n = self.r.nnz
         s1, s2 = self._residuals()
-        self.mu = sample_global_mean(rng, s1, n, self.tau, pr.mu_mean, pr.mu_sd)
+        self.mu = sample_global_mean(rng, s1, n, self.tau, pr.mu_mean, pr.mu_sd, self.alpha, self.mu)
         sse = max(s2 - 2.0 * self.mu * s1 + n * self.mu**2, 0.0)
-        self.tau = float(sample_gamma_precision(rng, sse, n, pr.noise_shape, pr.noise_rate))
+        self.tau = sample_gamma_overrelaxed(rng, self.tau, pr.noise_shape + 0.5 * n,
+                                            pr.noise_rate + 0.5 * sse, self.alpha)
         self.loglik = self._loglik(sse)
         # moves along the directions the likelihood does not see (exact conditionals)
         if self.moves:
@@ -818,9 +848,12 @@ class _ChainSampler:
             else:
                 P0 = X.shape[0] * prec
                 l0 = -prec @ X[:, :k].sum(axis=0)
-            w = factor_shift_move(self.rng, P0, l0, Y[:, :k], Y[:, k], tau_other)
+            w, delta = factor_mean_shift_move(self.rng, P0, l0, Y[:, :k], Y[:, k], tau_other,
+                                              self.mu, pr.mu_mean, pr.mu_sd,
+                                              self.alpha)
             X[:, :k] += w
-            Y[:, k] -= Y[:, :k] @ w
+            Y[:, k] -= Y[:, :k] @ w + delta
+            self.mu += delta
             if self.hyperprior == "normal-wishart":
                 if name == "u":
                     self.mean_u = self.mean_u + w
