@@ -6,7 +6,8 @@ import numbers
 
 import numpy as np
 
-from bayesmf.exceptions import BayesMFError, NotFittedError
+from bayesmf.data import Ratings
+from bayesmf.exceptions import BayesMFError, DataError, NotFittedError
 
 
 def check_positive_int(value: object, name: str) -> int:
@@ -75,3 +76,15 @@ def as_rng(random_state: int | np.random.Generator | None) -> np.random.Generato
     if random_state is None or isinstance(random_state, numbers.Integral):
         return np.random.default_rng(random_state)
     raise BayesMFError(f"random_state must be None, an int or a numpy Generator, got {random_state!r}")
+
+
+def check_ratings(ratings: object) -> Ratings:
+    """Raise a clear :class:`DataError` unless ``ratings`` is a non-empty :class:`Ratings`."""
+    if not isinstance(ratings, Ratings):
+        raise DataError(
+            f"fit expects a bayesmf.Ratings object, got {type(ratings).__name__}; "
+            "build one with Ratings.from_frame(df, ...)"
+        )
+    if ratings.nnz == 0:
+        raise DataError("cannot fit on an empty set of ratings")
+    return ratings

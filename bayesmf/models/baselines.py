@@ -34,6 +34,7 @@ from bayesmf._validation import (
     check_nonnegative_float,
     check_positive_int,
     check_probability,
+    check_ratings,
 )
 from bayesmf.data import Ratings, RatingScale
 from bayesmf.exceptions import BayesMFError, DataError
@@ -48,14 +49,6 @@ __all__ = [
     "BiasBaseline",
     "BASELINES",
 ]
-
-
-def _check_ratings(ratings: Any) -> Ratings:
-    if not isinstance(ratings, Ratings):
-        raise DataError(f"fit expects a bayesmf Ratings object, got {type(ratings).__name__}")
-    if ratings.nnz == 0:
-        raise DataError("cannot fit a baseline on an empty ratings set")
-    return ratings
 
 
 def _group_means(index: np.ndarray, values: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +136,7 @@ class _BiasesBaseline(_Baseline):
         -------
         self
         """
-        ratings = _check_ratings(ratings)
+        ratings = check_ratings(ratings)
         self._validate_params()
         t0 = time.perf_counter()
         self.mu_ = float(ratings.values.mean())
@@ -369,7 +362,7 @@ class UniformRandomBaseline(_Baseline):
         -------
         self
         """
-        ratings = _check_ratings(ratings)
+        ratings = check_ratings(ratings)
         t0 = time.perf_counter()
         scale = self.scale if self.scale is not None else ratings.scale
         if isinstance(scale, tuple):

@@ -62,6 +62,7 @@ from bayesmf._validation import (
     check_choice,
     check_positive_float,
     check_positive_int,
+    check_ratings,
 )
 from bayesmf.data import Ratings
 from bayesmf.exceptions import BayesMFError, DataError
@@ -275,13 +276,7 @@ class GibbsPMF(FitBase):
 
     # ------------------------------------------------------------------ validation
     def _validate(self, ratings: Ratings) -> None:
-        if not isinstance(ratings, Ratings):
-            raise DataError(
-                f"fit() expects a bayesmf Ratings object, got {type(ratings).__name__}; "
-                "build one with Ratings.from_frame(df)"
-            )
-        if ratings.nnz == 0:
-            raise DataError("cannot fit on an empty set of ratings")
+        check_ratings(ratings)
         check_positive_int(self.rank, "rank")
         check_positive_int(self.chains, "chains")
         check_positive_int(self.draws, "draws")

@@ -25,12 +25,13 @@ from bayesmf._validation import (
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
+    check_ratings,
 )
 from bayesmf.data import Ratings
 from bayesmf.exceptions import DataError
 from bayesmf.kernels.als import implicit_half_sweep, predict_observed
 from bayesmf.kernels.objective import residual_stats
-from bayesmf.models.pmf import HISTORY_COLUMNS, PointFit, check_ratings
+from bayesmf.models.pmf import HISTORY_COLUMNS, PointFit
 
 
 def implicit_loss(

@@ -28,12 +28,13 @@ from bayesmf._validation import (
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
+    check_ratings,
 )
 from bayesmf.data import Ratings
 from bayesmf.exceptions import DataError
 from bayesmf.kernels.als import predict_observed
 from bayesmf.kernels.objective import logistic_objective_grad
-from bayesmf.models.pmf import HISTORY_COLUMNS, PointFit, check_ratings
+from bayesmf.models.pmf import HISTORY_COLUMNS, PointFit
 
 
 def _single_threaded_blas() -> contextlib.AbstractContextManager:

@@ -38,9 +38,10 @@ from bayesmf._validation import (
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
+    check_ratings,
 )
 from bayesmf.data import Ratings
-from bayesmf.exceptions import BayesMFError, DataError
+from bayesmf.exceptions import BayesMFError
 from bayesmf.kernels.als import als_half_sweep, predict_observed, row_covariances
 from bayesmf.kernels.objective import regularised_objective, residual_stats
 from bayesmf.models.base import FitBase
@@ -55,18 +56,6 @@ HISTORY_COLUMNS = ["sweep", "objective", "train_rmse", "rel_change", "seconds"]
 DEFAULT_LAMBDA_U = 15.0
 DEFAULT_LAMBDA_V = 15.0
 DEFAULT_LAMBDA_BIAS = 5.0
-
-
-def check_ratings(ratings: object) -> Ratings:
-    """Raise a clear error unless ``ratings`` is a non-empty :class:`Ratings`."""
-    if not isinstance(ratings, Ratings):
-        raise DataError(
-            f"fit expects a bayesmf.Ratings object, got {type(ratings).__name__}; "
-            "build one with Ratings.from_frame(df, ...)"
-        )
-    if ratings.nnz == 0:
-        raise DataError("cannot fit on an empty set of ratings")
-    return ratings
 
 
 def _csr_rows(indptr: np.ndarray) -> np.ndarray:

@@ -34,9 +34,10 @@ from bayesmf._validation import (
     check_positive_float,
     check_positive_int,
     check_probability,
+    check_ratings,
 )
 from bayesmf.data import Ratings
-from bayesmf.exceptions import BayesMFError, DataError
+from bayesmf.exceptions import BayesMFError
 from bayesmf.kernels.pmf_logp import loglik
 from bayesmf.memory import (
     DEFAULT_BUDGET_BYTES,
@@ -75,17 +76,6 @@ NUTS_STATS = {
     "n_steps": "n_steps",
     "reached_max_treedepth": "reached_max_treedepth",
 }
-
-
-def _check_ratings(ratings: object) -> Ratings:
-    if not isinstance(ratings, Ratings):
-        raise DataError(
-            f"fit expects a bayesmf.Ratings object, got {type(ratings).__name__}; "
-            "build one with Ratings.from_frame(df, ...)"
-        )
-    if ratings.nnz == 0:
-        raise DataError("cannot fit on an empty set of ratings")
-    return ratings
 
 
 @contextlib.contextmanager
@@ -247,7 +237,7 @@ class _PyMCFit(FitBase):
     is_bayesian: ClassVar[bool] = True
 
     def _common_checks(self, ratings: object) -> Ratings:
-        ratings = _check_ratings(ratings)
+        ratings = check_ratings(ratings)
         check_positive_int(self.rank, "rank")
         if not isinstance(self.biases, bool):
             raise BayesMFError(f"biases must be True or False, got {self.biases!r}")

@@ -13,13 +13,14 @@ from bayesmf._validation import (
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
+    check_ratings,
 )
 from bayesmf.data import Ratings
 from bayesmf.exceptions import BayesMFError
 from bayesmf.kernels.als import predict_observed
 from bayesmf.kernels.objective import residual_stats
 from bayesmf.kernels.sgd import sgd_epoch
-from bayesmf.models.pmf import HISTORY_COLUMNS, PointFit, check_ratings
+from bayesmf.models.pmf import HISTORY_COLUMNS, PointFit
 
 
 class SGDPMF(PointFit):
