@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit, prange
 from scipy.linalg import solve_triangular
 
-from bayesmf.kernels.als import N_CHUNKS, balanced_chunks
+from bayesmf.kernels.als import N_CHUNKS, _renamed, balanced_chunks
 from bayesmf.kernels.linalg import (
     cholesky_inplace,
     row_normal_equations,
@@ -99,8 +99,7 @@ def gibbs_row_draw(
     return True
 
 
-@njit(parallel=True, cache=True)
-def gibbs_half_sweep(
+def _gibbs_half_sweep_impl(
     indptr: np.ndarray,
     indices: np.ndarray,
     data: np.ndarray,
@@ -113,7 +112,11 @@ def gibbs_half_sweep(
     X_out: np.ndarray,
     alpha: float = 0.0,
 ) -> int:
-    """Draw every row's vector from its Gaussian full conditional (parallel over rows).
+    """Draw every row's vector from its Gaussian full conditional.
+
+    Compiled twice: :func:`gibbs_half_sweep` (parallel over chunks of rows) and
+    :func:`gibbs_half_sweep_serial` (one thread; the same draws, no thread start-up cost, for
+    small problems).
 
     Parameters
     ----------
@@ -166,40 +169,12 @@ def gibbs_half_sweep(
     return failed
 
 
-@njit(cache=True, nogil=True)
-def gibbs_half_sweep_serial(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    data: np.ndarray,
-    Y: np.ndarray,
-    offset: np.ndarray,
-    tau: float,
-    prior_prec: np.ndarray,
-    prior_shift: np.ndarray,
-    Z: np.ndarray,
-    X_out: np.ndarray,
-    alpha: float = 0.0,
-) -> int:
-    """Single-threaded :func:`gibbs_half_sweep` (same draws; no thread start-up cost).
-
-    Small problems (a few thousand ratings) spend more time waking threads than computing.
-    """
-    n = indptr.shape[0] - 1
-    d = Y.shape[1]
-    failed = 0
-    A = np.empty((d, d))
-    b = np.empty(d)
-    x = np.empty(d)
-    for r in range(n):
-        if gibbs_row_draw(r, indptr, indices, data, Y, offset, tau, prior_prec, prior_shift,
-                          Z[r], A, b, x, alpha, X_out[r]):
-            for a in range(d):
-                X_out[r, a] = x[a]
-        else:
-            failed += 1
-            for a in range(d):
-                X_out[r, a] = np.nan
-    return failed
+gibbs_half_sweep = njit(parallel=True, cache=True)(
+    _renamed(_gibbs_half_sweep_impl, "gibbs_half_sweep")
+)
+gibbs_half_sweep_serial = njit(cache=True, nogil=True)(
+    _renamed(_gibbs_half_sweep_impl, "gibbs_half_sweep_serial")
+)
 
 
 def row_conditional_reference(
