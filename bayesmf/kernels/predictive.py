@@ -236,6 +236,25 @@ def shortest_window(sorted_x: np.ndarray, prob: float) -> tuple[float, float]:
     return lo, hi
 
 
+@njit(cache=True, inline="always")
+def _pair_moments(
+    s: int, uu: int, ii: int, sf: int, sb: int, sc: int, mus: float, nv: float, ex: float,
+    U: np.ndarray, V: np.ndarray, mu: np.ndarray, bu: np.ndarray, bi: np.ndarray,
+    sigma: np.ndarray, upop_mean: np.ndarray, upop_cov: np.ndarray, ipop_mean: np.ndarray,
+    ipop_cov: np.ndarray, link: int, lo: float, span: float, noise_scale: float,
+) -> tuple[float, float]:
+    """Mean and variance of draw ``s``'s predictive component for one pair: the inline fast path
+    for a known pair on the identity link (constants from :func:`_draw_consts`), else
+    :func:`component`."""
+    if uu >= 0 and ii >= 0 and link == 0:
+        m = mus + bu[sb, uu] + bi[sc, ii]
+        for f in range(U.shape[2]):
+            m += float(U[sf, uu, f]) * float(V[sf, ii, f])
+        return m, ex + nv
+    return component(s, uu, ii, U, V, mu, bu, bi, sigma, upop_mean, upop_cov, ipop_mean,
+                     ipop_cov, ex, link, lo, span, noise_scale)
+
+
 @njit(parallel=True, cache=True)
 def summarise_pairs(
     users: np.ndarray,
@@ -296,7 +315,6 @@ def summarise_pairs(
     """
     P = users.shape[0]
     S = n_draws
-    k = U.shape[2]
     nq = qs.shape[0]
     nh = hdi_probs.shape[0]
     ne = edges.shape[0]
@@ -314,16 +332,9 @@ def summarise_pairs(
             for j in range(nb):
                 p = start + j
                 ex = extra[p] if has_extra else 0.0
-                uu = users[p]
-                ii = items[p]
-                if uu >= 0 and ii >= 0 and link == 0:
-                    m = mus + bu[sb, uu] + bi[sc, ii]
-                    for f in range(k):
-                        m += float(U[sf, uu, f]) * float(V[sf, ii, f])
-                    v = ex + nv
-                else:
-                    m, v = component(s, uu, ii, U, V, mu, bu, bi, sigma, upop_mean, upop_cov,
-                                     ipop_mean, ipop_cov, ex, link, lo, span, noise_scale)
+                m, v = _pair_moments(s, users[p], items[p], sf, sb, sc, mus, nv, ex, U, V, mu,
+                                     bu, bi, sigma, upop_mean, upop_cov, ipop_mean, ipop_cov,
+                                     link, lo, span, noise_scale)
                 M[j, s] = m
                 SD[j, s] = math.sqrt(max(v, 1e-300))
         buf = np.empty(S)
@@ -426,7 +437,6 @@ def fill_draws(
     """
     P = users.shape[0]
     S = out.shape[0]
-    k = U.shape[2]
     has_extra = extra.shape[0] > 0
     n_blocks = (P + block - 1) // block
     for bidx in prange(n_blocks):
@@ -436,16 +446,9 @@ def fill_draws(
             sf, sb, sc, mus, nv = _draw_consts(s, U, mu, bu, bi, sigma, noise_scale)
             for p in range(start, stop):
                 ex = extra[p] if has_extra else 0.0
-                uu = users[p]
-                ii = items[p]
-                if uu >= 0 and ii >= 0 and link == 0:
-                    m = mus + bu[sb, uu] + bi[sc, ii]
-                    for f in range(k):
-                        m += float(U[sf, uu, f]) * float(V[sf, ii, f])
-                    v = ex + nv
-                else:
-                    m, v = component(s, uu, ii, U, V, mu, bu, bi, sigma, upop_mean, upop_cov,
-                                     ipop_mean, ipop_cov, ex, link, lo, span, noise_scale)
+                m, v = _pair_moments(s, users[p], items[p], sf, sb, sc, mus, nv, ex, U, V, mu,
+                                     bu, bi, sigma, upop_mean, upop_cov, ipop_mean, ipop_cov,
+                                     link, lo, span, noise_scale)
                 if include_noise:
                     m += math.sqrt(max(v, 0.0)) * hash_normal(seed, p + pair_offset, s)
                 out[s, p] = m
