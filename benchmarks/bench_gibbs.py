@@ -123,7 +123,8 @@ def _identifiable(g: GibbsPMF, pu: np.ndarray, pi: np.ndarray) -> dict[str, np.n
 
 
 def bench_full_posterior(threads: int | None, tune: int, draws: int, seed: int = 0,
-                         overrelax: float | None = None, thin: int = 1) -> dict:
+                         overrelax: float | None = None, thin: int | str = "auto",
+                         budget_gb: float = 1.0) -> dict:
     r = load_ml_latest_small(titles=False)
     rng = np.random.default_rng(seed)
     seen = set(zip(r.users.tolist(), r.items.tolist(), strict=True))
@@ -140,7 +141,8 @@ def bench_full_posterior(threads: int | None, tune: int, draws: int, seed: int =
 
     def fit():
         return GibbsPMF(rank=10, chains=4, tune=tune, draws=draws, thin=thin, random_state=seed,
-                        progress=False, n_threads=threads, **extra).fit(r)
+                        progress=False, n_threads=threads,
+                        memory_budget_bytes=int(budget_gb * 2**30), **extra).fit(r)
 
     g, wall, cpu = _timed(fit)
     q = _identifiable(g, pu, pi)
@@ -155,7 +157,8 @@ def bench_full_posterior(threads: int | None, tune: int, draws: int, seed: int =
     min_ess = min(x["ess_bulk"] for x in rows.values())
     out = {
         "data": "ml-latest-small (all 100,836 ratings)", "rank": 10, "chains": 4,
-        "tune": tune, "draws": draws, "thin": thin, "n_threads": threads,
+        "tune": tune, "draws": draws, "thin": g.thin_, "n_threads": threads,
+        "workers": g.workers_,
         "overrelax": g.overrelax, "wall_s": wall, "cpu_s": cpu,
         "memory_bytes_estimate": g.memory_bytes_, "diagnostics": rows,
         "max_rhat": worst_rhat, "min_ess_bulk": min_ess,
@@ -163,7 +166,7 @@ def bench_full_posterior(threads: int | None, tune: int, draws: int, seed: int =
         "sigma_mean": g.sigma_,
     }
     print(f"\n(b) full posterior, ml-latest-small, rank 10, 4 chains x ({tune} + {draws}) sweeps, "
-          f"thin {thin}, overrelax {g.overrelax}")
+          f"thin {g.thin_}, {g.workers_} worker process(es), overrelax {g.overrelax}")
     print(f"time: wall {wall:.1f} s, cpu {cpu:.1f} s (target < 60 s)")
     print(f"{'quantity':15s} {'R-hat':>7s} {'ESS bulk':>9s} {'ESS tail':>9s}")
     for name, x in rows.items():
@@ -180,7 +183,11 @@ def main() -> None:
     ap.add_argument("--skip-posterior", action="store_true")
     ap.add_argument("--tune", type=int, default=150)
     ap.add_argument("--draws", type=int, default=500)
-    ap.add_argument("--thin", type=int, default=1)
+    ap.add_argument("--thin", default="auto",
+                    help="thinning of part (b): an int or 'auto' (the GibbsPMF default)")
+    ap.add_argument("--budget-gb", type=float, default=1.0,
+                    help="memory budget for the stored draws of part (b), GiB (default: "
+                         "GibbsPMF's 1 GiB)")
     ap.add_argument("--overrelax", type=float, default=None,
                     help="GibbsPMF overrelax (default: the class default)")
     args = ap.parse_args()
@@ -193,7 +200,9 @@ def main() -> None:
     path = RESULTS / "bench_gibbs.json"
     if not args.skip_posterior:
         res["full_posterior"] = bench_full_posterior(args.threads, args.tune, args.draws,
-                                                     overrelax=args.overrelax, thin=args.thin)
+                                                     overrelax=args.overrelax,
+                                                     thin=args.thin if args.thin == 'auto' else int(args.thin),
+                                                     budget_gb=args.budget_gb)
     elif path.exists():  # keep the previous run's part (b), marked as such
         old = json.loads(path.read_text())
         if "full_posterior" in old:

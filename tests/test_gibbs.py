@@ -264,10 +264,10 @@ def test_factor_mean_shift_move_is_the_conditional_along_the_orbit():
 @pytest.mark.parametrize("hyperprior", ["normal-wishart", "diagonal"])
 def test_shift_moves_leave_the_likelihood_unchanged(hyperprior):
     """The joint factor/bias/mu shift changes mu and the factors but no predicted mean."""
-    from bayesmf.models.gibbs import _ChainSampler
+    from bayesmf.models.gibbs_chain import ChainSampler
 
     r, _ = make_synthetic(n_users=40, n_items=30, rank=2, density=0.5, scale=None, random_state=2)
-    s = _ChainSampler(r, 2, True, hyperprior, GibbsPriors(), np.random.default_rng(0))
+    s = ChainSampler(r, 2, True, hyperprior, GibbsPriors(), np.random.default_rng(0))
     s.initialise("random")
     s.sweep()
     before = s.predict(r.users, r.items)
@@ -466,44 +466,153 @@ def test_not_fitted_and_empty():
         GibbsPMF(progress=False).fit(empty)
 
 
-def test_collapsed_bias_step_leaves_the_marginal_invariant():
-    """Iterating the (tau_b, b) step on fixed residual sums samples p(tau_b | S) exactly."""
+def test_collapsed_precision_update_leaves_its_target_invariant():
+    """Iterated slice updates of a bias precision sample its collapsed conditional exactly."""
     from scipy import integrate
 
-    from bayesmf.kernels.gibbs import _collapsed_log_density, sample_bias_block_collapsed
+    from bayesmf.kernels.gibbs import collapsed_precision_log_density, sample_collapsed_precision
 
     rng = np.random.default_rng(8)
     n = np.array([0, 1, 1, 2, 3, 5, 8, 20], dtype=float)
-    S = rng.standard_normal(8) * np.sqrt(n)  # a group without ratings has S = 0
-    tau, a0, b0 = 2.0, 2.0, 1.0
+    tau = 2.0
+    s2 = tau * n  # a group without ratings has s2 = rr = 0
+    rr = tau * rng.standard_normal(8) * np.sqrt(n)
+    a0, b0 = 2.0, 1.0
     tb, xs = 1.0, []
     for _ in range(2500):
-        tb, b = sample_bias_block_collapsed(rng, S, n, tau, tb, a0, b0)
+        tb = sample_collapsed_precision(rng, s2, rr, tb, a0, b0)
         xs.append(np.log(tb))
     xs = np.array(xs[500:])
 
     def dens(x):
-        return np.exp(_collapsed_log_density(x, S, n, tau, a0, b0) - ref)
+        return np.exp(collapsed_precision_log_density(x, s2, rr, a0, b0) - ref)
 
-    ref = _collapsed_log_density(0.0, S, n, tau, a0, b0)
+    ref = collapsed_precision_log_density(0.0, s2, rr, a0, b0)
     Z = integrate.quad(dens, -15, 15)[0]
     mean = integrate.quad(lambda x: x * dens(x), -15, 15)[0] / Z
     sd = np.sqrt(integrate.quad(lambda x: (x - mean) ** 2 * dens(x), -15, 15)[0] / Z)
     assert abs(xs.mean() - mean) < 0.1 * sd
     assert xs.std() == pytest.approx(sd, rel=0.1)
-    assert b.shape == (8,)
 
 
-def test_csr_residual_sums_match_scattered_reference():
-    from bayesmf.kernels.gibbs import csr_residual_sums, residual_group_sums
+def test_factorised_draw_equals_the_direct_row_draw():
+    """Factorise without the bias prior, then draw with it: the very draws of gibbs_half_sweep."""
+    from bayesmf.kernels.gibbs import (
+        gibbs_draw_factorised,
+        gibbs_draw_factorised_serial,
+        gibbs_factorise,
+        gibbs_factorise_serial,
+    )
 
-    r, _ = make_synthetic(n_users=30, n_items=20, rank=2, density=0.5, scale=None, random_state=0)
+    r, _ = make_synthetic(n_users=40, n_items=30, rank=2, density=0.3, scale=None, random_state=1)
     rng = np.random.default_rng(0)
-    U, V = rng.standard_normal((30, 3)), rng.standard_normal((20, 3))
-    bu, bi = rng.standard_normal(30), rng.standard_normal(20)
-    for by_user, csr, X, Y, xb, yb, n in ((True, r.by_user, U, V, bu, bi, 30),
-                                          (False, r.by_item, V, U, bi, bu, 20)):
-        ref, got = np.zeros(n), np.zeros(n)
-        residual_group_sums(r.users, r.items, r.values, U, V, 0.3, bu, bi, 2, by_user, ref)
-        csr_residual_sums(csr.indptr, csr.indices, csr.data, X, Y, 0.3, xb, yb, 2, got)
-        np.testing.assert_allclose(got, ref, atol=1e-12)
+    d, tau, tb = 3, 2.0, 3.7
+    c = r.by_user
+    Y = rng.standard_normal((r.n_items, d))
+    Y[:, -1] = 1.0
+    off = rng.standard_normal(r.n_items) * 0.1
+    M = rng.standard_normal((2, 2))
+    P0 = np.zeros((d, d))
+    P0[:2, :2] = M @ M.T + np.eye(2)
+    shift = np.zeros(d)
+    shift[:2] = P0[:2, :2] @ np.array([0.2, -0.1])
+    P0b = P0.copy()
+    P0b[2, 2] = tb
+    Z = rng.standard_normal((r.n_users, d))
+    for alpha in (0.0, -0.7):
+        X0 = rng.standard_normal((r.n_users, d))
+        direct = X0.copy()
+        gibbs_half_sweep_serial(c.indptr, c.indices, c.data, Y, off, tau, P0b, shift, Z, direct,
+                                alpha)
+        for factorise, draw in ((gibbs_factorise, gibbs_draw_factorised),
+                                (gibbs_factorise_serial, gibbs_draw_factorised_serial)):
+            n = r.n_users
+            s2, rr, a, g = np.empty(n), np.empty(n), np.empty((n, d - 1)), np.empty((n, d - 1))
+            assert factorise(c.indptr, c.indices, c.data, Y, off, tau, P0, shift, Z, alpha,
+                             s2, rr, a, g) == 0
+            X = X0.copy()
+            draw(s2, rr, a, g, tb, Z, X, alpha)
+            np.testing.assert_allclose(X, direct, rtol=1e-10, atol=1e-12)
+
+
+def test_factorised_statistics_give_the_marginal_likelihood_of_the_bias_precision():
+    """(s2, rr) from gibbs_factorise reproduce log p(ratings | t), factors and bias integrated out."""
+    from scipy.stats import multivariate_normal
+
+    from bayesmf.kernels.gibbs import gibbs_factorise
+
+    r, _ = make_synthetic(n_users=25, n_items=20, rank=2, density=0.3, scale=None, random_state=3)
+    rng = np.random.default_rng(3)
+    d, tau = 3, 2.0
+    c = r.by_user
+    Y = rng.standard_normal((r.n_items, d))
+    Y[:, -1] = 1.0
+    off = rng.standard_normal(r.n_items) * 0.1
+    Lam = np.array([[1.5, 0.3], [0.3, 0.8]])
+    m0 = np.array([0.2, -0.1])
+    P0 = np.zeros((d, d))
+    P0[:2, :2] = Lam
+    shift = np.zeros(d)
+    shift[:2] = Lam @ m0
+    n = r.n_users
+    s2, rr, a, g = np.empty(n), np.empty(n), np.empty((n, d - 1)), np.empty((n, d - 1))
+    gibbs_factorise(c.indptr, c.indices, c.data, Y, off, tau, P0, shift, np.zeros((n, d)), 0.0,
+                    s2, rr, a, g)
+
+    def brute(t):  # sum over users of log N(ratings | Y m0, Y P0(t)^-1 Y^T + I / tau)
+        Pt = P0.copy()
+        Pt[-1, -1] = t
+        cov = np.linalg.inv(Pt)
+        tot = 0.0
+        for u in range(r.n_users):
+            sl = slice(c.indptr[u], c.indptr[u + 1])
+            Yr = Y[c.indices[sl]]
+            if len(Yr):
+                tot += multivariate_normal.logpdf(c.data[sl] - off[c.indices[sl]],
+                                                  Yr @ np.r_[m0, 0.0],
+                                                  Yr @ cov @ Yr.T + np.eye(len(Yr)) / tau)
+        return tot
+
+    def ours(t):
+        return 0.5 * np.sum(np.log(t) - np.log(s2 + t) + rr * rr / (s2 + t))
+
+    diffs = [brute(t) - ours(t) for t in (0.3, 2.0, 15.0)]
+    np.testing.assert_allclose(diffs, diffs[0], atol=1e-8)
+
+
+def test_chains_in_worker_processes_give_the_very_same_draws(recovery_data):
+    """cores=2 runs chains in fresh worker processes; each chain's seed fixes its draws."""
+    train, test, _ = recovery_data
+    kw = dict(rank=2, chains=3, draws=30, tune=20, random_state=1, progress=False)
+    a = GibbsPMF(cores=1, **kw).fit(train, probe=test)
+    b = GibbsPMF(cores=2, **kw).fit(train, probe=test)
+    assert a.workers_ == 1 and b.workers_ == 2
+    for name in a.idata_.posterior.data_vars:
+        np.testing.assert_array_equal(a.idata_.posterior[name].values,
+                                      b.idata_.posterior[name].values, err_msg=name)
+    np.testing.assert_array_equal(a.idata_.sample_stats["loglik"].values,
+                                  b.idata_.sample_stats["loglik"].values)
+    np.testing.assert_allclose(b.probe_mean_, a.probe_mean_, rtol=1e-12)
+
+
+def test_ctrl_c_stops_worker_processes_and_keeps_their_draws(recovery_data, monkeypatch):
+    import bayesmf.models.gibbs as gibbs_mod
+
+    train, _, _ = recovery_data
+    real = gibbs_mod.run_chains_in_processes
+
+    def interrupt_after_some_sweeps(n_workers, job, spec, on_progress):
+        def progress(done):
+            on_progress(done)
+            if done >= 500:
+                raise KeyboardInterrupt
+        return real(n_workers, job, spec, progress)
+
+    monkeypatch.setattr(gibbs_mod, "run_chains_in_processes", interrupt_after_some_sweeps)
+    g = GibbsPMF(rank=2, chains=2, tune=10, draws=1_000_000, thin=50, cores=2,
+                 memory_budget_bytes=None, random_state=0, progress=False)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        g.fit(train)
+    assert g.interrupted_ and g.idata_.attrs["interrupted"] == 1
+    assert g.idata_.posterior.sizes["draw"] >= 1
+    assert np.all(np.isfinite(g.idata_.posterior["U"].values))

@@ -36,6 +36,7 @@ from scipy.linalg import solve_triangular
 
 from bayesmf.kernels.als import N_CHUNKS, _renamed, balanced_chunks
 from bayesmf.kernels.linalg import (
+    _FAST,
     cholesky_inplace,
     row_normal_equations,
     solve_lower,
@@ -174,6 +175,168 @@ gibbs_half_sweep = njit(parallel=True, cache=True)(
 )
 gibbs_half_sweep_serial = njit(cache=True, nogil=True)(
     _renamed(_gibbs_half_sweep_impl, "gibbs_half_sweep_serial")
+)
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
+def _cholesky_free_last_pivot(A: np.ndarray) -> bool:
+    """Cholesky ``A = L L^T`` in place, except that the last pivot is left squared.
+
+    The first ``d - 1`` columns of ``L`` are written as usual; ``A[d-1, d-1]`` becomes the
+    Schur complement ``s2 = A[d-1, d-1] - sum_c L[d-1, c]^2`` (clamped at 0), i.e. the
+    squared last pivot. Adding ``t`` to the last diagonal entry of ``A`` changes only that
+    pivot (to ``sqrt(s2 + t)``), which is what lets the bias precision be redrawn between
+    factorising and drawing. Returns ``False`` if a leading pivot is not positive.
+    """
+    d = A.shape[0]
+    for j in range(d):
+        s = A[j, j]
+        for k in range(j):
+            s -= A[j, k] * A[j, k]
+        if j == d - 1:
+            A[j, j] = s if s > 0.0 else 0.0
+            return True
+        if not s > 0.0:
+            return False
+        ljj = np.sqrt(s)
+        inv = 1.0 / ljj  # one division per column instead of one per entry
+        A[j, j] = ljj
+        for i in range(j + 1, d):
+            s = A[i, j]
+            for k in range(j):
+                s -= A[i, k] * A[j, k]
+            A[i, j] = s * inv
+    return True
+
+
+def _gibbs_factorise_impl(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    Y: np.ndarray,
+    offset: np.ndarray,
+    tau: float,
+    prior_prec: np.ndarray,
+    prior_shift: np.ndarray,
+    Z: np.ndarray,
+    alpha: float,
+    s2_out: np.ndarray,
+    rr_out: np.ndarray,
+    a_out: np.ndarray,
+    g_out: np.ndarray,
+) -> int:
+    """First pass of a half-sweep with the bias precision collapsed: everything but the bias prior.
+
+    For each row, builds ``P = tau * Gram + P0`` and ``h = tau * rhs + P0 m0`` from
+    :func:`~bayesmf.kernels.linalg.row_normal_equations` with the bias slot of ``P0`` (the
+    last coordinate) set to **zero**, and factorises it with
+    :func:`_cholesky_free_last_pivot`: ``L = [[Lt, 0], [l^T, p]]``. Adding a bias precision
+    ``t`` changes only the last pivot, ``p = sqrt(s2 + t)``, so the row's draw
+    (:func:`gibbs_row_draw`: ``x = L^-T w`` with ``w = (1 - alpha) L^-1 h + sqrt(1 - alpha^2) z``,
+    plus ``alpha`` times the current value) splits into a part that does not depend on ``t``
+    and a scalar that does: ``x_last = w_last / p`` with
+    ``w_last = (1 - alpha) rr / p + sqrt(1 - alpha^2) z_last``, and ``x_rest = a - x_last g``
+    with ``a = Lt^-T w_rest`` and ``g = Lt^-T l``. This pass stores ``s2``,
+    ``rr = h_last - l . (Lt^-1 h_rest)``, ``a`` and ``g`` (``2 d`` numbers a row rather than
+    the ``d^2`` of ``L``); :func:`gibbs_draw_factorised` completes the draw for the ``t`` drawn
+    in between. With the row's vector integrated out, its ratings contribute
+    ``(log t - log(s2 + t) + rr^2 / (s2 + t)) / 2`` to the log density of ``t``
+    (:func:`collapsed_precision_log_density`).
+
+    Returns the number of rows whose leading block was not positive definite (NaN outputs).
+    """
+    d = Y.shape[1]
+    m = d - 1
+    sr = np.sqrt(1.0 - alpha * alpha)
+    failed = 0
+    bounds = balanced_chunks(indptr, N_CHUNKS)
+    for ch in prange(bounds.shape[0] - 1):
+        A = np.empty((d, d))
+        b = np.empty(d)
+        y = np.empty(d)
+        for r in range(bounds[ch], bounds[ch + 1]):
+            row_normal_equations(r, indptr, indices, data, Y, offset, A, b)
+            for q in range(d):
+                b[q] = tau * b[q] + prior_shift[q]
+                for c in range(d):
+                    A[q, c] = tau * A[q, c] + prior_prec[q, c]
+            if not _cholesky_free_last_pivot(A):
+                failed += 1
+                s2_out[r] = np.nan
+                rr_out[r] = np.nan
+                for q in range(m):
+                    a_out[r, q] = np.nan
+                    g_out[r, q] = np.nan
+                continue
+            # forward solve Lt y = h_rest, then rr = h_last - l . y
+            rr = b[m]
+            for q in range(m):
+                t = b[q]
+                for c in range(q):
+                    t -= A[q, c] * y[c]
+                y[q] = t / A[q, q]
+                rr -= A[m, q] * y[q]
+            s2_out[r] = A[m, m]
+            rr_out[r] = rr
+            # a = Lt^-T w_rest and g = Lt^-T l, by rows of Lt (contiguous reads)
+            for q in range(m):
+                a_out[r, q] = (1.0 - alpha) * y[q] + sr * Z[r, q]
+                g_out[r, q] = A[m, q]
+            for i in range(m - 1, -1, -1):
+                inv = 1.0 / A[i, i]
+                ai = a_out[r, i] * inv
+                gi = g_out[r, i] * inv
+                a_out[r, i] = ai
+                g_out[r, i] = gi
+                for c in range(i):
+                    a_out[r, c] -= A[i, c] * ai
+                    g_out[r, c] -= A[i, c] * gi
+    return failed
+
+
+def _gibbs_draw_factorised_impl(
+    s2: np.ndarray,
+    rr: np.ndarray,
+    a: np.ndarray,
+    g: np.ndarray,
+    tau_last: float,
+    Z: np.ndarray,
+    X_out: np.ndarray,
+    alpha: float = 0.0,
+) -> None:
+    """Second pass: complete every row's draw for bias precision ``tau_last``.
+
+    ``s2, rr, a, g`` come from :func:`gibbs_factorise` (which also used ``Z`` and ``alpha``);
+    the result is exactly :func:`gibbs_row_draw`'s draw with the bias prior precision
+    ``tau_last`` (plain, or overrelaxed with ``alpha``: ``X_out`` holds the current values
+    on entry). ``O(d)`` work a row.
+    """
+    n, m = a.shape
+    sr = np.sqrt(1.0 - alpha * alpha)
+    for r in prange(n):
+        p = np.sqrt(s2[r] + tau_last)
+        x_last = ((1.0 - alpha) * rr[r] / p + sr * Z[r, m]) / p
+        if alpha == 0.0:
+            for q in range(m):
+                X_out[r, q] = a[r, q] - x_last * g[r, q]
+            X_out[r, m] = x_last
+        else:
+            for q in range(m):
+                X_out[r, q] = a[r, q] - x_last * g[r, q] + alpha * X_out[r, q]
+            X_out[r, m] = x_last + alpha * X_out[r, m]
+
+
+gibbs_factorise = njit(parallel=True, cache=True)(
+    _renamed(_gibbs_factorise_impl, "gibbs_factorise")
+)
+gibbs_factorise_serial = njit(cache=True, nogil=True)(
+    _renamed(_gibbs_factorise_impl, "gibbs_factorise_serial")
+)
+gibbs_draw_factorised = njit(parallel=True, cache=True)(
+    _renamed(_gibbs_draw_factorised_impl, "gibbs_draw_factorised")
+)
+gibbs_draw_factorised_serial = njit(cache=True, nogil=True)(
+    _renamed(_gibbs_draw_factorised_impl, "gibbs_draw_factorised_serial")
 )
 
 
@@ -643,89 +806,54 @@ def factor_mean_shift_move(
     return x[:k], float(x[k])
 
 
-@njit(cache=True, nogil=True)
-def residual_group_sums(
-    users: np.ndarray,
-    items: np.ndarray,
-    values: np.ndarray,
-    U: np.ndarray,
-    V: np.ndarray,
-    mu: float,
-    bu: np.ndarray,
-    bi: np.ndarray,
-    k: int,
-    by_user: bool,
-    out: np.ndarray,
-) -> None:
-    """Per-user (``by_user``) or per-item sums of ``r - mu - b_u - c_i - u^T v`` into ``out``."""
-    for g in range(out.shape[0]):
-        out[g] = 0.0
-    for p in range(users.shape[0]):
-        u = users[p]
-        i = items[p]
-        e = values[p] - mu - bu[u] - bi[i]
-        for a in range(k):
-            e -= U[u, a] * V[i, a]
-        if by_user:
-            out[u] += e
-        else:
-            out[i] += e
+def collapsed_precision_log_density(x: float, s2: np.ndarray, rr: np.ndarray, shape0: float,
+                                    rate0: float) -> float:
+    """Log density (up to a constant) of ``x = log(t)``, a bias precision with biases integrated out.
+
+    ``t ~ Gamma(shape0, rate0)`` and each group (a user or an item) contributes
+    ``(x - log(s2_g + t) + rr_g^2 / (s2_g + t)) / 2``: the log marginal likelihood of its
+    ratings under ``b_g ~ N(0, 1/t)`` (and, from :func:`gibbs_factorise`, with the group's
+    factor vector integrated out too), as a function of ``t``. ``s2_g`` is the precision the
+    ratings alone give the bias and ``rr_g / s2_g`` their estimate of it; a group without
+    ratings has ``s2_g = rr_g = 0`` and contributes nothing.
+    """
+    t = np.exp(x)
+    P = s2 + t
+    return float(shape0 * x - rate0 * t + 0.5 * np.sum(x - np.log(P) + rr * rr / P))
 
 
-def _collapsed_log_density(x: float, S: np.ndarray, n: np.ndarray, tau: float,
-                           shape0: float, rate0: float) -> float:
-    """Log density of ``x = log(tau_b)`` with the biases integrated out (see below)."""
-    tb = np.exp(x)
-    P = tb + tau * n
-    return float(shape0 * x - rate0 * tb
-                 + 0.5 * np.sum(x - np.log(P) + (tau * S) ** 2 / P))
-
-
-def sample_bias_block_collapsed(
+def sample_collapsed_precision(
     rng: np.random.Generator,
-    S: np.ndarray,
-    n: np.ndarray,
-    tau: float,
-    tau_b: float,
+    s2: np.ndarray,
+    rr: np.ndarray,
+    t0: float,
     shape0: float,
     rate0: float,
     width: float = 1.0,
-) -> tuple[float, np.ndarray]:
-    """Draw ``(tau_b, b)`` jointly: ``tau_b`` with the biases integrated out, then ``b | tau_b``.
+) -> float:
+    """One slice-sampling update (Neal 2003) of a bias precision with the biases integrated out.
 
-    Given everything else, bias ``b_g`` of group ``g`` (a user or an item) sees ``n_g``
-    ratings whose residuals without the bias sum to ``S_g``; with ``b_g ~ N(0, 1/tau_b)``,
-
-        p(tau_b | rest, b integrated) ∝ Gamma(tau_b; shape0, rate0)
-            * prod_g sqrt(tau_b / P_g) exp((tau S_g)^2 / (2 P_g)),   P_g = tau_b + tau n_g,
-
-    sampled on ``log tau_b`` by one slice-sampling update (Neal 2003: stepping out, then
-    shrinkage; it leaves this conditional invariant), then
-    ``b_g ~ N(tau S_g / P_g, 1 / P_g)``. Drawing the precision without conditioning on the
-    biases removes the slow "funnel" between them when most groups have few ratings.
+    The target is :func:`collapsed_precision_log_density` on ``log t`` (stepping out, then
+    shrinkage; the update leaves the target invariant), started from ``t0``.
 
     Parameters
     ----------
-    S : ndarray
-        Per-group sums of the residuals *without* the bias.
-    n : ndarray
-        Ratings per group.
-    tau : float
-        Noise precision.
-    tau_b : float
-        Current bias precision (the slice sampler's starting point).
+    s2, rr : ndarray
+        Per-group statistics (see :func:`collapsed_precision_log_density`).
+    t0 : float
+        Current precision.
     shape0, rate0 : float
-        Gamma prior of ``tau_b``.
+        Gamma prior of the precision.
 
     Returns
     -------
-    tau_b : float
-    b : ndarray
+    float
+        The new precision.
     """
-    x0 = float(np.log(tau_b))
+    x0 = float(np.log(t0))
 
     def logf(x: float) -> float:
-        return _collapsed_log_density(x, S, n, tau, shape0, rate0)
+        return collapsed_precision_log_density(x, s2, rr, shape0, rate0)
 
     level = logf(x0) - rng.exponential()
     left = x0 - width * rng.random()
@@ -750,37 +878,4 @@ def sample_bias_block_collapsed(
                 right = x
         else:
             x = x0
-    tb = float(np.exp(x))
-    P = tb + tau * n
-    b = tau * S / P + rng.standard_normal(S.shape[0]) / np.sqrt(P)
-    return tb, b
-
-
-@njit(cache=True, nogil=True)
-def csr_residual_sums(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    data: np.ndarray,
-    X: np.ndarray,
-    Y: np.ndarray,
-    mu: float,
-    xb: np.ndarray,
-    yb: np.ndarray,
-    k: int,
-    out: np.ndarray,
-) -> None:
-    """Per-row sums of ``r - mu - xb[row] - yb[j] - X[row, :k] . Y[j, :k]`` over a CSR view.
-
-    The same numbers as :func:`residual_group_sums`, but grouped rows are walked
-    contiguously (one row's vector is reused for all its ratings, no scattered writes).
-    """
-    n = indptr.shape[0] - 1
-    for r in range(n):
-        s = 0.0
-        for p in range(indptr[r], indptr[r + 1]):
-            j = indices[p]
-            e = data[p] - mu - xb[r] - yb[j]
-            for a in range(k):
-                e -= X[r, a] * Y[j, a]
-            s += e
-        out[r] = s
+    return float(np.exp(x))

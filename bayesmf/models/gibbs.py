@@ -41,14 +41,17 @@ coupled ``U`` and ``V`` blocks: on ml-latest-small the latent mean of an unobser
 (user, item) pair had an autocorrelation time of ~30-70 sweeps with plain draws, ~1-5
 with ``alpha = -0.7``. Variance-like quantities (``sigma_item_bias``) gain nothing from it.
 
-Chains run one after the other (each sweep already uses every core); per-chain seeds come
-from ``random_state`` via :class:`numpy.random.SeedSequence`, so a fit is reproducible.
+Chains run side by side in worker processes, one per core (``cores``), when the run is long
+enough to repay starting them, and one after the other in this process otherwise (each sweep
+then uses every core through the numba kernels). Per-chain seeds come from ``random_state``
+via :class:`numpy.random.SeedSequence`, so a fit is reproducible, and the draws do not depend
+on how the chains were spread over processes or threads. The chain state and sweep live in
+:mod:`bayesmf.models.gibbs_chain`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 import warnings
 from collections.abc import Iterator
@@ -66,23 +69,6 @@ from bayesmf._validation import (
 )
 from bayesmf.data import Ratings
 from bayesmf.exceptions import BayesMFError, DataError
-from bayesmf.kernels.als import als_half_sweep, predict_observed
-from bayesmf.kernels.gibbs import (
-    csr_residual_sums,
-    factor_mean_shift_move,
-    gibbs_half_sweep,
-    gibbs_half_sweep_serial,
-    residual_sums,
-    residual_sums_serial,
-    sample_bias_block_collapsed,
-    sample_gamma_overrelaxed,
-    sample_gamma_precision,
-    sample_global_mean,
-    sample_normal_wishart,
-    sample_scale_move,
-    shear_moves,
-    translation_move,
-)
 from bayesmf.memory import (
     auto_thin,
     check_memory_budget,
@@ -91,6 +77,19 @@ from bayesmf.memory import (
     kept_draws,
 )
 from bayesmf.models.base import FitBase
+from bayesmf.models.gibbs_chain import (  # the two constants are re-exported (documented here)
+    PARALLEL_MIN_RATINGS as PARALLEL_MIN_RATINGS,
+)
+from bayesmf.models.gibbs_chain import (
+    PROCESS_MIN_WORK as PROCESS_MIN_WORK,
+)
+from bayesmf.models.gibbs_chain import (
+    ChainSampler,
+    DrawStorage,
+    default_workers,
+    run_chain,
+    run_chains_in_processes,
+)
 from bayesmf.models.idata import build_inference_data, posterior_latent_means
 from bayesmf.progress import progress_bar, progress_enabled
 
@@ -99,8 +98,6 @@ logger = logging.getLogger("bayesmf")
 HYPERPRIORS = ("normal-wishart", "diagonal")
 INITS = ("map", "random")
 STORES = ("float32", "float64")
-#: below this many ratings the serial kernels are used (thread wake-up costs more than the work)
-PARALLEL_MIN_RATINGS = 20_000
 
 
 class GibbsLinkError(BayesMFError, NotImplementedError):
@@ -201,9 +198,17 @@ class GibbsPMF(FitBase):
         precision (see the module docstring); ``0.0`` gives plain Gibbs draws. Exact for
         every value; negative values speed up the ``U``/``V`` alternation.
     n_threads : int or None
-        Threads of the numba kernels (``None``: numba's default, all cores). ``1`` uses the
+        Threads of the numba kernels within a sweep (``None``: numba's default, all cores,
+        when chains run in this process; one per worker process otherwise). ``1`` uses the
         serial kernels (faster on a machine that is already busy). Problems with fewer than
         ``PARALLEL_MIN_RATINGS`` ratings always use the serial kernels.
+    cores : int or None
+        Worker processes that run chains side by side (at most one per chain). ``None``:
+        one per CPU core when the run is long enough to repay starting them
+        (``ratings x sweeps x chains >= PROCESS_MIN_WORK``), else 1 (chains one after the
+        other in this process). Draws are identical either way (each chain has its own
+        seed). Workers write their draws into memory-mapped files in ``/dev/shm`` (or the
+        temporary directory when that has no room), removed after the fit.
     random_state : int, numpy Generator or None
         Seed; the same int gives bit-identical draws.
     progress : bool
@@ -252,6 +257,7 @@ class GibbsPMF(FitBase):
         moves: bool = True,
         overrelax: float = -0.7,
         n_threads: int | None = None,
+        cores: int | None = None,
         random_state: int | np.random.Generator | None = None,
         progress: bool = True,
         link: str = "identity",
@@ -270,6 +276,7 @@ class GibbsPMF(FitBase):
         self.moves = moves
         self.overrelax = overrelax
         self.n_threads = n_threads
+        self.cores = cores
         self.random_state = random_state
         self.progress = progress
         self.link = link
@@ -295,6 +302,8 @@ class GibbsPMF(FitBase):
         check_choice(self.link, "link", ("identity", "logistic"))
         if self.n_threads is not None:
             check_positive_int(self.n_threads, "n_threads")
+        if self.cores is not None:
+            check_positive_int(self.cores, "cores")
         if isinstance(self.overrelax, (bool, np.bool_)) or not isinstance(
             self.overrelax, (int, float, np.integer, np.floating)
         ) or not -1.0 < float(self.overrelax) < 1.0:
@@ -365,38 +374,51 @@ class GibbsPMF(FitBase):
             _console_print(msg)
 
         probe_u, probe_i = _probe_pairs(probe, ratings)
-        st = _Storage(chains, n_kept, n_u, n_i, k, dtype, self.biases, self.hyperprior)
-        probe_acc = None
-        if probe_u is not None:
-            probe_acc = np.zeros((2, len(probe_u)))
+        probe_pairs = None if probe_u is None else (probe_u, probe_i)
+        spec = DrawStorage.layout(chains, n_kept, n_u, n_i, k, dtype, self.biases, self.hyperprior)
+        if probe_pairs is not None:
+            spec["_probe"] = ((chains, 2, len(probe_u)), np.dtype(np.float64))
         seeds = _chain_seeds(self.random_state, chains)
-        counts = np.zeros(chains, dtype=np.int64)
-        interrupted = False
         n_threads = None if self.n_threads is None else int(self.n_threads)
+        workers = self._workers(chains, ratings.nnz, tune + draws)
         show = progress_enabled(None if self.progress is True else bool(self.progress))
-        with progress_bar(tune + draws, "Gibbs", enabled=show, transient=False) as bar, \
-                _numba_threads(n_threads):
-            try:
-                for c in range(chains):
-                    sampler = _ChainSampler(ratings, k, self.biases, self.hyperprior,
-                                            self._priors(), np.random.default_rng(seeds[c]),
-                                            moves=bool(self.moves), parallel=n_threads != 1,
-                                            overrelax=float(self.overrelax))
-                    sampler.initialise(self.init)
-                    bar.update(description=f"Gibbs chain {c + 1}/{chains}", completed=0)
-                    for s in range(tune + draws):
-                        self._sweep(sampler)
-                        bar.advance(1)
-                        t = s - tune + 1
-                        if t > 0 and t % thin == 0 and counts[c] < n_kept:
-                            st.record(c, int(counts[c]), sampler)
-                            if probe_acc is not None:
-                                pred = sampler.predict(probe_u, probe_i)
-                                probe_acc[0] += pred
-                                probe_acc[1] += pred * pred
-                            counts[c] += 1
-            except KeyboardInterrupt:
-                interrupted = True
+        sampler_args = dict(moves=bool(self.moves), overrelax=float(self.overrelax))
+        if workers > 1:
+            job = dict(ratings=ratings, k=k, biases=bool(self.biases), hyperprior=self.hyperprior,
+                       priors=asdict(self._priors()), seeds=seeds, init=self.init, tune=tune,
+                       draws=draws, thin=thin, n_kept=n_kept, probe=probe_pairs,
+                       storage_names=[n for n in spec if not n.startswith("_")],
+                       parallel=n_threads not in (None, 1), **sampler_args)
+            total = chains * (tune + draws)
+            with progress_bar(total, f"Gibbs {chains} chains on {workers} processes",
+                              enabled=show, transient=False) as bar:
+                arrays, interrupted = run_chains_in_processes(
+                    workers, job, spec, lambda done: bar.update(completed=done))
+            counts = arrays.pop("_counts")
+            for key in ("_progress", "_stop"):
+                arrays.pop(key)
+            probe_acc = arrays.pop("_probe", None)
+            st = DrawStorage(arrays, n_kept, self.biases, self.hyperprior)
+        else:
+            st = DrawStorage({n: np.empty(shape, dtype=dt) for n, (shape, dt) in spec.items()
+                              if not n.startswith("_")}, n_kept, self.biases, self.hyperprior)
+            probe_acc = None if probe_pairs is None else np.zeros(spec["_probe"][0])
+            counts = np.zeros(chains, dtype=np.int64)
+            interrupted = False
+            with progress_bar(tune + draws, "Gibbs", enabled=show, transient=False) as bar, \
+                    _numba_threads(n_threads):
+                try:
+                    for c in range(chains):
+                        sampler = ChainSampler(ratings, k, self.biases, self.hyperprior,
+                                               self._priors(), np.random.default_rng(seeds[c]),
+                                               parallel=n_threads != 1, **sampler_args)
+                        sampler.initialise(self.init)
+                        bar.update(description=f"Gibbs chain {c + 1}/{chains}", completed=0)
+                        run_chain(sampler, c, st, tune, draws, thin, counts, probe_pairs,
+                                  probe_acc, self._sweep, bar.advance)
+                except KeyboardInterrupt:
+                    interrupted = True
+        self.workers_ = workers
         if interrupted:
             keep = counts > 0
             if not keep.any():
@@ -449,16 +471,24 @@ class GibbsPMF(FitBase):
             self.item_bias_ = np.zeros(n_i)
         if probe_acc is not None:
             n_rec = max(1, int(counts.sum()))
-            m = probe_acc[0] / n_rec
+            m = probe_acc[:, 0].sum(axis=0) / n_rec
             self.probe_mean_ = m
-            self.probe_sd_ = np.sqrt(np.maximum(probe_acc[1] / n_rec - m * m, 0.0))
+            self.probe_sd_ = np.sqrt(np.maximum(probe_acc[:, 1].sum(axis=0) / n_rec - m * m, 0.0))
         else:
             self.probe_mean_ = None
             self.probe_sd_ = None
         self.fit_time_ = time.perf_counter() - t0
         return self
 
-    def _sweep(self, sampler: _ChainSampler) -> None:
+    def _workers(self, chains: int, nnz: int, sweeps: int) -> int:
+        """Number of worker processes for this run (1: chains run in this process)."""
+        if self.cores is not None:
+            workers = min(int(self.cores), chains)
+        else:
+            workers = default_workers(chains, nnz, sweeps)
+        return workers
+
+    def _sweep(self, sampler: ChainSampler) -> None:
         """One Gibbs sweep (a method so tests can interrupt it)."""
         sampler.sweep()
 
@@ -569,325 +599,3 @@ def _console_print(msg: str) -> None:
         Console(stderr=True).print(msg, markup=False, highlight=False)
     except Exception:  # pragma: no cover - rich missing
         print(msg)
-
-
-class _Storage:
-    """Preallocated arrays for the kept draws of all chains."""
-
-    def __init__(self, chains: int, n_kept: int, n_u: int, n_i: int, k: int, dtype: np.dtype,
-                 biases: bool, hyperprior: str) -> None:
-        self.n_kept = n_kept
-        self.biases = biases
-        self.hyperprior = hyperprior
-        shp = (chains, n_kept)
-        self.post: dict[str, np.ndarray] = {
-            "U": np.empty(shp + (n_u, k), dtype=dtype),
-            "V": np.empty(shp + (n_i, k), dtype=dtype),
-            "mu": np.empty(shp),
-            "sigma": np.empty(shp),
-            "sigma_u": np.empty(shp + (k,)),
-            "sigma_v": np.empty(shp + (k,)),
-        }
-        if hyperprior == "normal-wishart":
-            self.post["mu_u"] = np.empty(shp + (k,))
-            self.post["mu_v"] = np.empty(shp + (k,))
-            self.post["Lambda_u"] = np.empty(shp + (k, k))
-            self.post["Lambda_v"] = np.empty(shp + (k, k))
-        if biases:
-            self.post["user_bias"] = np.empty(shp + (n_u,), dtype=dtype)
-            self.post["item_bias"] = np.empty(shp + (n_i,), dtype=dtype)
-            self.post["sigma_user_bias"] = np.empty(shp)
-            self.post["sigma_item_bias"] = np.empty(shp)
-        self.stats: dict[str, np.ndarray] = {"loglik": np.empty(shp)}
-
-    def record(self, c: int, t: int, s: _ChainSampler) -> None:
-        k = s.k
-        p = self.post
-        p["U"][c, t] = s.Ux[:, :k]
-        p["V"][c, t] = s.Vx[:, :k]
-        p["mu"][c, t] = s.mu
-        p["sigma"][c, t] = 1.0 / math.sqrt(s.tau)
-        p["sigma_u"][c, t] = s.sigma_factors(s.prec_u)
-        p["sigma_v"][c, t] = s.sigma_factors(s.prec_v)
-        if self.hyperprior == "normal-wishart":
-            p["mu_u"][c, t] = s.mean_u
-            p["mu_v"][c, t] = s.mean_v
-            p["Lambda_u"][c, t] = s.prec_u
-            p["Lambda_v"][c, t] = s.prec_v
-        if self.biases:
-            p["user_bias"][c, t] = s.Ux[:, k]
-            p["item_bias"][c, t] = s.Vx[:, k]
-            p["sigma_user_bias"][c, t] = 1.0 / math.sqrt(s.tau_bu)
-            p["sigma_item_bias"][c, t] = 1.0 / math.sqrt(s.tau_bi)
-        self.stats["loglik"][c, t] = s.loglik
-
-    def trim(self, chains: np.ndarray, n: int) -> None:
-        for d in (self.post, self.stats):
-            for name in d:
-                d[name] = d[name][chains, :n]
-        self.n_kept = n
-
-    def as_dicts(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        return self.post, self.stats
-
-
-class _ChainSampler:
-    """The state of one chain and its sweep (hyperparameters, factors, mu, tau)."""
-
-    def __init__(self, ratings: Ratings, k: int, biases: bool, hyperprior: str,
-                 priors: GibbsPriors, rng: np.random.Generator, moves: bool = True,
-                 parallel: bool = True, overrelax: float = 0.0) -> None:
-        self.r = ratings
-        self.moves = moves
-        self.alpha = float(overrelax)
-        self.k = k
-        self.biases = bool(biases)
-        self.d = k + 1 if biases else k
-        self.hyperprior = hyperprior
-        self.pr = priors
-        self.rng = rng
-        self.n_u, self.n_i = ratings.n_users, ratings.n_items
-        self.bu_csr = ratings.by_user
-        self.bi_csr = ratings.by_item
-        self.nu0 = float(k if priors.nu0 is None else priors.nu0)
-        self.W0_inv = np.eye(k) / priors.w0
-        self.mu0 = np.zeros(k)
-        self.zeros_u = np.zeros(self.n_u)
-        self.zeros_i = np.zeros(self.n_i)
-        self.user_n = ratings.user_counts.astype(np.float64)
-        self.item_n = ratings.item_counts.astype(np.float64)
-        self.user_S = np.zeros(self.n_u)
-        self.item_S = np.zeros(self.n_i)
-        parallel = parallel and ratings.nnz >= PARALLEL_MIN_RATINGS
-        self._half_sweep = gibbs_half_sweep if parallel else gibbs_half_sweep_serial
-        self._residual_sums = residual_sums if parallel else residual_sums_serial
-
-    # -------------------------------------------------------------- initialisation
-    def initialise(self, init: str) -> None:
-        rng, k, d = self.rng, self.k, self.d
-        self.mu = float(self.r.values.mean())
-        self.Ux = 0.1 * rng.standard_normal((self.n_u, d))
-        self.Vx = 0.1 * rng.standard_normal((self.n_i, d))
-        if self.biases:
-            self.Ux[:, k] = 0.0
-            self.Vx[:, k] = 0.0
-        if init == "map":
-            self._als_init(n_sweeps=5, reg=2.0)
-        # hyperparameters consistent with the start (they are redrawn first in each sweep)
-        self.prec_u = np.eye(k)
-        self.prec_v = np.eye(k)
-        self.mean_u = np.zeros(k)
-        self.mean_v = np.zeros(k)
-        self.tau_bu = 1.0
-        self.tau_bi = 1.0
-        s1, s2 = self._residuals()
-        n = self.r.nnz
-        sse = s2 - 2 * self.mu * s1 + n * self.mu**2
-        self.tau = float(n / max(sse, 1e-12 * n))
-        self.loglik = self._loglik(sse)
-
-    def _als_init(self, n_sweeps: int, reg: float) -> None:
-        """A few ridge ALS sweeps from the random start (a rough MAP point)."""
-        d = self.d
-        regv = np.full(d, reg)
-        und_u = np.zeros(self.n_u, dtype=np.bool_)
-        und_i = np.zeros(self.n_i, dtype=np.bool_)
-        for _ in range(n_sweeps):
-            Y, off = self._design(self.Vx, self.n_i)
-            als_half_sweep(self.bu_csr.indptr, self.bu_csr.indices, self.bu_csr.data, Y, off,
-                           regv, self.Ux, und_u)
-            Y, off = self._design(self.Ux, self.n_u)
-            als_half_sweep(self.bi_csr.indptr, self.bi_csr.indices, self.bi_csr.data, Y, off,
-                           regv, self.Vx, und_i)
-
-    def _design(self, X: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The other side's design matrix (ones column for the bias) and offsets."""
-        if self.biases:
-            Y = X.copy()
-            Y[:, self.k] = 1.0
-            off = self.mu + X[:, self.k]
-        else:
-            Y = X
-            off = np.full(n, self.mu)
-        return Y, off
-
-    # -------------------------------------------------------------- one sweep
-    def _hyper(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Draw the factor prior of one side given its factors; return (mean, precision)."""
-        k, pr = self.k, self.pr
-        F = X[:, :k]
-        if self.hyperprior == "normal-wishart":
-            mean, prec = sample_normal_wishart(self.rng, F, self.mu0, pr.beta0, self.W0_inv, self.nu0)
-        else:
-            lam = sample_gamma_precision(self.rng, (F * F).sum(axis=0), F.shape[0],
-                                         pr.factor_shape, pr.factor_rate)
-            mean, prec = np.zeros(k), np.diag(lam)
-        return mean, prec
-
-    def _prior_block(self, mean: np.ndarray, prec: np.ndarray, tau_b: float) -> tuple[np.ndarray, np.ndarray]:
-        k, d = self.k, self.d
-        P0 = np.zeros((d, d))
-        P0[:k, :k] = prec
-        shift = np.zeros(d)
-        shift[:k] = prec @ mean
-        if self.biases:
-            P0[k, k] = tau_b
-        return P0, shift
-
-    def sweep(self) -> None:
-        rng, k, pr = self.rng, self.k, self.pr
-        # users: hyperparameters, then (u_i, b_i)
-        self.mean_u, self.prec_u = self._hyper(self.Ux)
-        if self.biases:
-            b = self.Ux[:, k]
-            self.tau_bu = float(sample_gamma_precision(rng, b @ b, self.n_u, pr.bias_shape, pr.bias_rate))
-        P0, shift = self._prior_block(self.mean_u, self.prec_u, self.tau_bu)
-        Y, off = self._design(self.Vx, self.n_i)
-        Z = rng.standard_normal((self.n_u, self.d), dtype=np.float32)
-        c = self.bu_csr
-        bad = self._half_sweep(c.indptr, c.indices, c.data, Y, off, self.tau, P0, shift, Z, self.Ux,
-                               self.alpha)
-        # items
-        self.mean_v, self.prec_v = self._hyper(self.Vx)
-        if self.biases:
-            b = self.Vx[:, k]
-            self.tau_bi = float(sample_gamma_precision(rng, b @ b, self.n_i, pr.bias_shape, pr.bias_rate))
-        P0, shift = self._prior_block(self.mean_v, self.prec_v, self.tau_bi)
-        Y, off = self._design(self.Ux, self.n_u)
-        Z = rng.standard_normal((self.n_i, self.d), dtype=np.float32)
-        c = self.bi_csr
-        bad += self._half_sweep(c.indptr, c.indices, c.data, Y, off, self.tau, P0, shift, Z, self.Vx,
-                                self.alpha)
-        if bad:
-            raise BayesMFError(
-                f"{bad} row posterior precision(s) were not positive definite; the sampler "
-                "diverged (check the data scale or the priors)"
-            )
-        if self.biases and self.moves:
-            self._collapsed_biases()
-        # global mean and noise precision
-        n = self.r.nnz
-        s1, s2 = self._residuals()
-        self.mu = sample_global_mean(rng, s1, n, self.tau, pr.mu_mean, pr.mu_sd, self.alpha, self.mu)
-        sse = max(s2 - 2.0 * self.mu * s1 + n * self.mu**2, 0.0)
-        self.tau = sample_gamma_overrelaxed(rng, self.tau, pr.noise_shape + 0.5 * n,
-                                            pr.noise_rate + 0.5 * sse, self.alpha)
-        self.loglik = self._loglik(sse)
-        # moves along the directions the likelihood does not see (exact conditionals)
-        if self.moves:
-            self._rescale()
-            if self.biases:
-                self._shift_factors()
-                self._translate()
-
-    def _rescale(self) -> None:
-        """Group moves ``u -> T u``, ``v -> T^-T v`` with the hyperparameters moving along.
-
-        ``T`` is drawn by exact conditionals given the hyperparameters only: per-factor
-        scales (both hyperpriors, :func:`~bayesmf.kernels.gibbs.sample_scale_move`), then,
-        for Normal-Wishart, shears between every pair of factors
-        (:func:`~bayesmf.kernels.gibbs.shear_moves`).
-        """
-        k, pr = self.k, self.pr
-        if self.hyperprior == "normal-wishart":
-            w = 1.0 / pr.w0  # W0^-1 = I / w0
-            c = sample_scale_move(self.rng, w * np.diag(self.prec_u), w * np.diag(self.prec_v))
-        else:
-            c = sample_scale_move(self.rng, 2 * pr.factor_rate * np.diag(self.prec_u),
-                                  2 * pr.factor_rate * np.diag(self.prec_v))
-        prec_u = self.prec_u / np.outer(c, c)
-        prec_v = self.prec_v * np.outer(c, c)
-        T = np.diag(c)
-        if self.hyperprior == "normal-wishart":
-            A = shear_moves(self.rng, prec_u, prec_v, pr.w0)
-            T = A @ T
-        T_inv = np.linalg.inv(T)
-        self.Ux[:, :k] = self.Ux[:, :k] @ T.T
-        self.Vx[:, :k] = self.Vx[:, :k] @ T_inv
-        self.mean_u = T @ self.mean_u
-        self.mean_v = T_inv.T @ self.mean_v
-        pu = T_inv.T @ self.prec_u @ T_inv
-        pv = T @ self.prec_v @ T.T
-        self.prec_u = 0.5 * (pu + pu.T)
-        self.prec_v = 0.5 * (pv + pv.T)
-
-    def _collapsed_biases(self) -> None:
-        """Draw (tau_c, item biases), then (tau_b, user biases), precisions collapsed."""
-        k, pr = self.k, self.pr
-        sides = ((self.Vx, self.Ux, self.bi_csr, self.item_n, self.item_S, False),
-                 (self.Ux, self.Vx, self.bu_csr, self.user_n, self.user_S, True))
-        for X, Y, csr, counts, S, by_user in sides:
-            xb = np.ascontiguousarray(X[:, k])
-            yb = np.ascontiguousarray(Y[:, k])
-            csr_residual_sums(csr.indptr, csr.indices, csr.data, X, Y, self.mu, xb, yb, k, S)
-            S += counts * xb  # residuals without this bias
-            tb = self.tau_bu if by_user else self.tau_bi
-            tb, b = sample_bias_block_collapsed(self.rng, S, counts, self.tau, tb,
-                                                pr.bias_shape, pr.bias_rate)
-            X[:, k] = b
-            if by_user:
-                self.tau_bu = tb
-            else:
-                self.tau_bi = tb
-
-    def _shift_factors(self) -> None:
-        """Moves ``u_i + w, c_j - w.v_j`` and ``v_j + z, b_i - z.u_i`` (factor means vs biases)."""
-        k, pr = self.k, self.pr
-        sides = ((self.Ux, self.Vx, "u", self.tau_bi), (self.Vx, self.Ux, "v", self.tau_bu))
-        for X, Y, name, tau_other in sides:
-            prec = self.prec_u if name == "u" else self.prec_v
-            if self.hyperprior == "normal-wishart":
-                mean = self.mean_u if name == "u" else self.mean_v
-                P0 = pr.beta0 * prec
-                l0 = -P0 @ mean
-            else:
-                P0 = X.shape[0] * prec
-                l0 = -prec @ X[:, :k].sum(axis=0)
-            w, delta = factor_mean_shift_move(self.rng, P0, l0, Y[:, :k], Y[:, k], tau_other,
-                                              self.mu, pr.mu_mean, pr.mu_sd,
-                                              self.alpha)
-            X[:, :k] += w
-            Y[:, k] -= Y[:, :k] @ w + delta
-            self.mu += delta
-            if self.hyperprior == "normal-wishart":
-                if name == "u":
-                    self.mean_u = self.mean_u + w
-                else:
-                    self.mean_v = self.mean_v + w
-
-    def _translate(self) -> None:
-        """Shift moves mu + d, user biases - d (then the same with item biases)."""
-        k, pr = self.k, self.pr
-        for X, tau_b in ((self.Ux, self.tau_bu), (self.Vx, self.tau_bi)):
-            d = translation_move(self.rng, self.mu, X[:, k], tau_b, pr.mu_mean, pr.mu_sd)
-            self.mu += d
-            X[:, k] -= d
-
-    def _residuals(self) -> tuple[float, float]:
-        r, k = self.r, self.k
-        if self.biases:
-            bu = np.ascontiguousarray(self.Ux[:, k])
-            bi = np.ascontiguousarray(self.Vx[:, k])
-        else:
-            bu, bi = self.zeros_u, self.zeros_i
-        s1, s2 = self._residual_sums(r.users, r.items, r.values, self.Ux, self.Vx, bu, bi, k)
-        return float(s1), float(s2)
-
-    def _loglik(self, sse: float) -> float:
-        n = self.r.nnz
-        return float(0.5 * n * math.log(self.tau / (2.0 * math.pi)) - 0.5 * self.tau * sse)
-
-    @staticmethod
-    def sigma_factors(prec: np.ndarray) -> np.ndarray:
-        """Prior sd of each factor: ``sqrt(diag(Lambda^-1))``."""
-        return np.sqrt(np.diag(np.linalg.inv(prec)))
-
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        k = self.k
-        U = np.ascontiguousarray(self.Ux[:, :k])
-        V = np.ascontiguousarray(self.Vx[:, :k])
-        bu = np.ascontiguousarray(self.Ux[:, k]) if self.biases else self.zeros_u
-        bi = np.ascontiguousarray(self.Vx[:, k]) if self.biases else self.zeros_i
-        out = np.empty(len(users))
-        predict_observed(users, items, U, V, self.mu, bu, bi, out)
-        return out
