@@ -181,8 +181,8 @@ def main() -> None:
                     help="numba threads (default: numba's, all cores; 1 = serial kernels)")
     ap.add_argument("--skip-myfm", action="store_true")
     ap.add_argument("--skip-posterior", action="store_true")
-    ap.add_argument("--tune", type=int, default=150)
-    ap.add_argument("--draws", type=int, default=500)
+    ap.add_argument("--tune", type=int, default=200)
+    ap.add_argument("--draws", type=int, default=1500)
     ap.add_argument("--thin", default="auto",
                     help="thinning of part (b): an int or 'auto' (the GibbsPMF default)")
     ap.add_argument("--budget-gb", type=float, default=1.0,
