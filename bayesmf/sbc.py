@@ -105,9 +105,13 @@ def simulate_pmf_prior(setup: SBCSetup, rng: np.random.Generator) -> tuple[Ratin
         raise BayesMFError(f"unknown hyperprior {setup.hyperprior!r}")
 
     U, V = factors(nu), factors(ni)
+    bias_sds = None
     if setup.biases:
-        bu = rng.standard_normal(nu) / np.sqrt(rng.gamma(pr.bias_shape, 1.0 / pr.bias_rate))
-        bi = rng.standard_normal(ni) / np.sqrt(rng.gamma(pr.bias_shape, 1.0 / pr.bias_rate))
+        sd_u = 1.0 / np.sqrt(rng.gamma(pr.bias_shape, 1.0 / pr.bias_rate))
+        sd_i = 1.0 / np.sqrt(rng.gamma(pr.bias_shape, 1.0 / pr.bias_rate))
+        bu = rng.standard_normal(nu) * sd_u
+        bi = rng.standard_normal(ni) * sd_i
+        bias_sds = (float(sd_u), float(sd_i))
     else:
         bu, bi = np.zeros(nu), np.zeros(ni)
     mask = rng.random((nu, ni)) < setup.density
@@ -117,7 +121,7 @@ def simulate_pmf_prior(setup: SBCSetup, rng: np.random.Generator) -> tuple[Ratin
     mean = mu + bu[users] + bi[items] + np.einsum("pk,pk->p", U[users], V[items])
     values = mean + rng.standard_normal(len(users)) / np.sqrt(tau)
     ratings = Ratings(users, items, values, pd.RangeIndex(nu), pd.RangeIndex(ni), name="sbc")
-    truth = quantities_from_params(U, V, mu, bu, bi, 1.0 / np.sqrt(tau), setup.pairs)
+    truth = quantities_from_params(U, V, mu, bu, bi, 1.0 / np.sqrt(tau), setup.pairs, bias_sds)
     return ratings, truth
 
 
@@ -129,14 +133,22 @@ def quantities_from_params(
     bi: np.ndarray,
     sigma: float,
     pairs: Sequence[tuple[int, int]],
+    bias_sds: tuple[float, float] | None = None,
 ) -> dict[str, float]:
-    """The rotation-invariant SBC quantities of one parameter set."""
+    """The rotation-invariant SBC quantities of one parameter set.
+
+    ``bias_sds`` (the prior sds of the user and item biases), when given, adds
+    ``sigma_user_bias`` and ``sigma_item_bias``.
+    """
     out = {
         "sigma": float(sigma),
         "mu": float(mu),
         "norm_U": float(np.linalg.norm(U)),
         "norm_V": float(np.linalg.norm(V)),
     }
+    if bias_sds is not None:
+        out["sigma_user_bias"] = float(bias_sds[0])
+        out["sigma_item_bias"] = float(bias_sds[1])
     for u, i in pairs:
         out[f"pred_{u}_{i}"] = float(mu + bu[u] + bi[i] + U[u] @ V[i])
     return out
@@ -151,6 +163,9 @@ def quantities_from_idata(idata: Any, pairs: Sequence[tuple[int, int]]) -> dict[
         "norm_U": np.sqrt((post["U"].values.astype(np.float64) ** 2).sum(axis=(2, 3))).reshape(-1),
         "norm_V": np.sqrt((post["V"].values.astype(np.float64) ** 2).sum(axis=(2, 3))).reshape(-1),
     }
+    for name in ("sigma_user_bias", "sigma_item_bias"):
+        if name in post:
+            out[name] = post[name].values.reshape(-1)
     if pairs:
         u = np.array([p[0] for p in pairs])
         i = np.array([p[1] for p in pairs])

@@ -15,7 +15,8 @@ Prints tables and writes ``benchmarks/results/bench_gibbs.json``.
 Usage::
 
     python benchmarks/bench_gibbs.py [--threads N] [--skip-myfm] [--skip-posterior]
-                                     [--tune 150] [--draws 500] [--thin 1] [--overrelax A]
+                                     [--tune 200] [--draws 1500] [--thin auto] [--seed 0]
+                                     [--overrelax A]
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def _identifiable(g: GibbsPMF, pu: np.ndarray, pi: np.ndarray) -> dict[str, np.n
 
 def bench_full_posterior(threads: int | None, tune: int, draws: int, seed: int = 0,
                          overrelax: float | None = None, thin: int | str = "auto",
-                         budget_gb: float = 1.0) -> dict:
+                         budget_gb: float = 1.0, chain_seed: int = 0) -> dict:
     r = load_ml_latest_small(titles=False)
     rng = np.random.default_rng(seed)
     seen = set(zip(r.users.tolist(), r.items.tolist(), strict=True))
@@ -140,7 +141,8 @@ def bench_full_posterior(threads: int | None, tune: int, draws: int, seed: int =
     extra = {} if overrelax is None else {"overrelax": overrelax}
 
     def fit():
-        return GibbsPMF(rank=10, chains=4, tune=tune, draws=draws, thin=thin, random_state=seed,
+        return GibbsPMF(rank=10, chains=4, tune=tune, draws=draws, thin=thin,
+                        random_state=chain_seed,
                         progress=False, n_threads=threads,
                         memory_budget_bytes=int(budget_gb * 2**30), **extra).fit(r)
 
@@ -158,6 +160,7 @@ def bench_full_posterior(threads: int | None, tune: int, draws: int, seed: int =
     out = {
         "data": "ml-latest-small (all 100,836 ratings)", "rank": 10, "chains": 4,
         "tune": tune, "draws": draws, "thin": g.thin_, "n_threads": threads,
+        "chain_seed": chain_seed,
         "workers": g.workers_,
         "overrelax": g.overrelax, "wall_s": wall, "cpu_s": cpu,
         "memory_bytes_estimate": g.memory_bytes_, "diagnostics": rows,
@@ -185,6 +188,8 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=1500)
     ap.add_argument("--thin", default="auto",
                     help="thinning of part (b): an int or 'auto' (the GibbsPMF default)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of the chains in part (b) (the probe pairs stay those of seed 0)")
     ap.add_argument("--budget-gb", type=float, default=1.0,
                     help="memory budget for the stored draws of part (b), GiB (default: "
                          "GibbsPMF's 1 GiB)")
@@ -202,7 +207,8 @@ def main() -> None:
         res["full_posterior"] = bench_full_posterior(args.threads, args.tune, args.draws,
                                                      overrelax=args.overrelax,
                                                      thin=args.thin if args.thin == 'auto' else int(args.thin),
-                                                     budget_gb=args.budget_gb)
+                                                     budget_gb=args.budget_gb,
+                                                     chain_seed=args.seed)
     elif path.exists():  # keep the previous run's part (b), marked as such
         old = json.loads(path.read_text())
         if "full_posterior" in old:

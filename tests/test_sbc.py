@@ -79,7 +79,8 @@ def test_gibbs_sbc_fast(hyperprior):
     """A quick SBC of the Gibbs sampler: no grossly non-uniform rank statistic."""
     setup = SBCSetup(n_users=10, n_items=8, rank=2, hyperprior=hyperprior)
     res = sbc_gibbs(setup, n_reps=12, n_draws=7, tune=30, thin=4, random_state=0)
-    assert res.ranks.shape == (12, 4 + len(setup.pairs))
+    assert res.ranks.shape == (12, 6 + len(setup.pairs))  # 4 globals + 2 bias sds + pairs
+    assert {"sigma_user_bias", "sigma_item_bias"} <= set(res.ranks.columns)
     assert res.min_p_value() > 1e-3
 
 
@@ -88,5 +89,5 @@ def test_gibbs_sbc_fast(hyperprior):
 def test_gibbs_sbc_long(hyperprior):
     res = sbc_gibbs(SBCSetup(hyperprior=hyperprior), n_reps=200, n_draws=19, tune=100, thin=5,
                     random_state=1)
-    # 7 quantities: a Bonferroni-style bound well inside what a calibrated sampler passes
+    # 9 quantities: a Bonferroni-style bound well inside what a calibrated sampler passes
     assert res.min_p_value() > 0.001

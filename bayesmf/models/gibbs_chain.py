@@ -532,6 +532,11 @@ def run_chains_in_processes(
         for arr in arrays.values():
             arr.flush()
         procs, jobs = [], []
+        # the workers import this very copy of bayesmf, wherever it was imported from
+        pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [pkg_parent] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         try:
             for w in range(n_workers):
                 path = os.path.join(tmp, f"job-{w}.pkl")
@@ -540,7 +545,7 @@ def run_chains_in_processes(
                 jobs.append(path)
                 procs.append(subprocess.Popen(
                     [sys.executable, "-m", "bayesmf.models.gibbs_chain", path],
-                    start_new_session=True))
+                    start_new_session=True, env=env))
             progress = arrays["_progress"]
             while any(p.poll() is None for p in procs):
                 try:
