@@ -193,3 +193,70 @@ def track(
         for item in iterable:
             yield item
             bar.advance(1)
+
+
+class LazyBar:
+    """A progress bar that appears only once a loop has run for ``after`` seconds.
+
+    For loops whose length is unknown in advance or usually short (solver sweeps that stop
+    at convergence): a fit that finishes within ``after`` seconds draws nothing, a longer one
+    gets a bar from then on. Use as a context manager; call :meth:`advance` once per step.
+
+    Parameters
+    ----------
+    total : float or None
+        Upper bound on the steps (e.g. ``max_iter``).
+    description : str
+        Label shown left of the bar.
+    enabled : bool or None
+        See :func:`progress_enabled`.
+    after : float
+        Seconds before the bar appears.
+
+    Examples
+    --------
+    >>> with LazyBar(10, "ALS", enabled=False) as bar:
+    ...     for _ in range(10):
+    ...         bar.advance(description="ALS sweep")
+    >>> bar.steps
+    10
+    """
+
+    def __init__(self, total: float | None, description: str = "", *,
+                 enabled: bool | None = None, after: float = 1.0) -> None:
+        import time
+
+        self._clock = time.perf_counter
+        self.total = total
+        self.description = description
+        self.show = progress_enabled(enabled)
+        self.after = float(after)
+        self.steps = 0
+        self._t0 = self._clock()
+        self._cm: Any = None
+        self._bar: Any = None
+
+    def __enter__(self) -> LazyBar:
+        self._t0 = self._clock()
+        return self
+
+    def advance(self, n: int = 1, description: str | None = None) -> None:
+        """Count ``n`` steps (and relabel the bar), starting the bar once ``after`` has passed."""
+        self.steps += n
+        if description is not None:
+            self.description = description
+        if not self.show:
+            return
+        if self._bar is None and self._clock() - self._t0 >= self.after:
+            self._cm = progress_bar(self.total, self.description, enabled=True)
+            self._bar = self._cm.__enter__()
+            self._bar.update(completed=self.steps)
+            return
+        if self._bar is not None:
+            self._bar.update(completed=self.steps, description=self.description)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(*exc)
+            self._cm = None
+            self._bar = None

@@ -49,3 +49,25 @@ def test_track_propagates_errors_and_closes(monkeypatch):
 
     with pytest.raises(RuntimeError, match="inner failure"):
         list(track(boom(), "failing", enabled=True))
+
+
+def test_lazy_bar_appears_only_after_its_delay(monkeypatch):
+    from bayesmf.progress import LazyBar
+
+    clock = {"t": 0.0}
+    with LazyBar(10, "ALS", enabled=True, after=1.0) as bar:
+        bar._clock = lambda: clock["t"]  # a fake clock: no sleeping in tests
+        bar._t0 = 0.0
+        bar.advance()
+        clock["t"] = 0.5
+        bar.advance()
+        assert bar._bar is None  # a short loop draws nothing
+        clock["t"] = 1.5
+        bar.advance(description="ALS sweep 3")
+        assert bar._bar is not None and bar.steps == 3
+        bar.advance()
+    assert bar._bar is None and bar.steps == 4  # closed on exit
+    with LazyBar(5, enabled=False, after=0.0) as quiet:
+        for _ in range(5):
+            quiet.advance()
+    assert quiet._bar is None and quiet.steps == 5

@@ -32,6 +32,7 @@ from bayesmf.exceptions import DataError
 from bayesmf.kernels.als import implicit_half_sweep, predict_observed
 from bayesmf.kernels.objective import residual_stats
 from bayesmf.models.pmf import HISTORY_COLUMNS, PointFit
+from bayesmf.progress import LazyBar
 
 
 def implicit_loss(
@@ -67,6 +68,9 @@ class ImplicitALS(PointFit):
         Standard deviation of the initial factors.
     random_state : int, numpy Generator or None
         Seed of the initial factors.
+    progress : bool
+        Draw a progress bar once a fit has run for a second, when stderr is a terminal or
+        ``BAYESMF_PROGRESS=1`` (see :mod:`bayesmf.progress`); ``False``: never.
 
     Attributes
     ----------
@@ -92,12 +96,14 @@ class ImplicitALS(PointFit):
         tol: float = 1e-4,
         init_scale: float = 0.01,
         random_state: int | np.random.Generator | None = None,
+        progress: bool = True,
     ) -> None:
         self.rank = rank
         self.alpha = alpha
         self.lambda_ = lambda_
         self.max_iter = max_iter
         self.tol = tol
+        self.progress = progress
         self.init_scale = init_scale
         self.random_state = random_state
 
@@ -141,19 +147,22 @@ class ImplicitALS(PointFit):
         converged = False
         t0 = time.perf_counter()
         sweep = 0
-        for sweep in range(1, max_iter + 1):
-            implicit_half_sweep(bu_csr.indptr, bu_csr.indices, conf_u, V, V.T @ V, lam, U)
-            implicit_half_sweep(bi_csr.indptr, bi_csr.indices, conf_i, U, U.T @ U, lam, V)
-            prev, scores = scores, spare
-            spare = prev
-            predict_observed(users, items, U, V, 0.0, zu, zi, scores)
-            sse, diff2, prev2 = residual_stats(ones, scores, prev)
-            change = float(np.sqrt(diff2 / prev2)) if prev2 > 0 else float("inf")
-            obj = implicit_loss(U, V, users, items, conf, scores, lam)
-            rows.append((sweep, obj, np.sqrt(sse / ratings.nnz), change, time.perf_counter() - t0))
-            if change < tol:
-                converged = True
-                break
+        with LazyBar(max_iter, "ALS sweep", enabled=None if self.progress else False) as bar:
+            for sweep in range(1, max_iter + 1):
+                implicit_half_sweep(bu_csr.indptr, bu_csr.indices, conf_u, V, V.T @ V, lam, U)
+                implicit_half_sweep(bi_csr.indptr, bi_csr.indices, conf_i, U, U.T @ U, lam, V)
+                prev, scores = scores, spare
+                spare = prev
+                predict_observed(users, items, U, V, 0.0, zu, zi, scores)
+                sse, diff2, prev2 = residual_stats(ones, scores, prev)
+                change = float(np.sqrt(diff2 / prev2)) if prev2 > 0 else float("inf")
+                obj = implicit_loss(U, V, users, items, conf, scores, lam)
+                rows.append((sweep, obj, np.sqrt(sse / ratings.nnz), change, time.perf_counter() - t0))
+                bar.advance(description=f"ALS sweep {sweep}, rel change {change:.2g} (tol {tol:g})")
+                if change < tol:
+                    converged = True
+                    break
+
         self.U_ = U
         self.V_ = V
         self.mu_ = 0.0

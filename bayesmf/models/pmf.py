@@ -45,6 +45,7 @@ from bayesmf.exceptions import BayesMFError
 from bayesmf.kernels.als import als_half_sweep, predict_observed, row_covariances
 from bayesmf.kernels.objective import regularised_objective, residual_stats
 from bayesmf.models.base import FitBase
+from bayesmf.progress import LazyBar
 
 HISTORY_COLUMNS = ["sweep", "objective", "train_rmse", "rel_change", "seconds"]
 
@@ -212,6 +213,10 @@ class PMF(PointFit):
         Seed of the initial factors; a given seed reproduces a fit bit for bit.
     verbose : bool
         Print one line per sweep.
+    progress : bool
+        Draw a progress bar (sweeps, relative change) once a fit has run for a second, when
+        stderr is a terminal or ``BAYESMF_PROGRESS=1`` (see :mod:`bayesmf.progress`);
+        ``False``: never.
 
     Attributes
     ----------
@@ -257,6 +262,7 @@ class PMF(PointFit):
         init_scale: float = 0.1,
         random_state: int | np.random.Generator | None = None,
         verbose: bool = False,
+        progress: bool = True,
     ) -> None:
         self.rank = rank
         self.method = method
@@ -269,6 +275,7 @@ class PMF(PointFit):
         self.init_scale = init_scale
         self.random_state = random_state
         self.verbose = verbose
+        self.progress = progress
 
     # ------------------------------------------------------------------ fit
     def _validate(self) -> tuple[int, str, float, float, float, int, float, float]:
@@ -349,37 +356,39 @@ class PMF(PointFit):
         converged = False
         n_iter = 0
         t0 = time.perf_counter()
-        for sweep in range(1, max_iter + 1):
-            bi = Xv[:, k] if biases else zero_i
-            als_half_sweep(by_user.indptr, by_user.indices, by_user.data, Yv, mu + bi, reg_u, Xu, under_u)
-            if biases:
-                Yu[:, :k] = Xu[:, :k]
-            bu = Xu[:, k] if biases else zero_u
-            prev, pred = pred, spare
-            spare = prev
-            als_half_sweep(by_item.indptr, by_item.indices, by_item.data, Yu, mu + bu, reg_v, Xv,
-                           under_i, pred_out=pred)
-            if biases:
-                Yv[:, :k] = Xv[:, :k]
-            bi = Xv[:, k] if biases else zero_i
-            sse, diff2, prev2 = residual_stats(values, pred, prev)
-            obj = regularised_objective(sse, Xu[:, :k], Xv[:, :k], bu, bi, lu, lv, lb)
-            change = float(np.sqrt(diff2 / prev2)) if prev2 > 0 else float("inf")
-            n_iter = sweep
-            rows.append((sweep, obj, np.sqrt(sse / ratings.nnz), change, time.perf_counter() - t0))
-            if self.verbose:
-                print(
-                    f"sweep {sweep:3d}  objective {obj:.6g}  train RMSE {rows[-1][2]:.5f}  "
-                    f"rel change {change:.3g}"
-                )
-            if not np.isfinite(obj):
-                raise BayesMFError(
-                    f"ALS diverged at sweep {sweep} (non-finite objective); "
-                    "use method='map' or larger penalties"
-                )
-            if change < tol:
-                converged = True
-                break
+        with LazyBar(max_iter, "ALS", enabled=None if self.progress else False) as bar:
+            for sweep in range(1, max_iter + 1):
+                bi = Xv[:, k] if biases else zero_i
+                als_half_sweep(by_user.indptr, by_user.indices, by_user.data, Yv, mu + bi, reg_u, Xu, under_u)
+                if biases:
+                    Yu[:, :k] = Xu[:, :k]
+                bu = Xu[:, k] if biases else zero_u
+                prev, pred = pred, spare
+                spare = prev
+                als_half_sweep(by_item.indptr, by_item.indices, by_item.data, Yu, mu + bu, reg_v, Xv,
+                               under_i, pred_out=pred)
+                if biases:
+                    Yv[:, :k] = Xv[:, :k]
+                bi = Xv[:, k] if biases else zero_i
+                sse, diff2, prev2 = residual_stats(values, pred, prev)
+                obj = regularised_objective(sse, Xu[:, :k], Xv[:, :k], bu, bi, lu, lv, lb)
+                change = float(np.sqrt(diff2 / prev2)) if prev2 > 0 else float("inf")
+                n_iter = sweep
+                rows.append((sweep, obj, np.sqrt(sse / ratings.nnz), change, time.perf_counter() - t0))
+                if self.verbose:
+                    print(
+                        f"sweep {sweep:3d}  objective {obj:.6g}  train RMSE {rows[-1][2]:.5f}  "
+                        f"rel change {change:.3g}"
+                    )
+                if not np.isfinite(obj):
+                    raise BayesMFError(
+                        f"ALS diverged at sweep {sweep} (non-finite objective); "
+                        "use method='map' or larger penalties"
+                    )
+                bar.advance(description=f"ALS sweep {sweep}, rel change {change:.2g} (tol {tol:g})")
+                if change < tol:
+                    converged = True
+                    break
 
         self.U_ = np.ascontiguousarray(Xu[:, :k])
         self.V_ = np.ascontiguousarray(Xv[:, :k])

@@ -21,6 +21,7 @@ from bayesmf.kernels.als import predict_observed
 from bayesmf.kernels.objective import residual_stats
 from bayesmf.kernels.sgd import sgd_epoch
 from bayesmf.models.pmf import HISTORY_COLUMNS, PointFit
+from bayesmf.progress import LazyBar
 
 
 class SGDPMF(PointFit):
@@ -54,6 +55,9 @@ class SGDPMF(PointFit):
         Seed of the initial factors and of the visiting order; reproducible bit for bit.
     verbose : bool
         Print one line per epoch.
+    progress : bool
+        Draw a progress bar once a fit has run for a second, when stderr is a terminal or
+        ``BAYESMF_PROGRESS=1`` (see :mod:`bayesmf.progress`); ``False``: never.
 
     Attributes
     ----------
@@ -82,6 +86,7 @@ class SGDPMF(PointFit):
         init_scale: float = 0.1,
         random_state: int | np.random.Generator | None = None,
         verbose: bool = False,
+        progress: bool = True,
     ) -> None:
         self.rank = rank
         self.lr = lr
@@ -92,6 +97,7 @@ class SGDPMF(PointFit):
         self.init_scale = init_scale
         self.random_state = random_state
         self.verbose = verbose
+        self.progress = progress
 
     def fit(self, ratings: Ratings) -> SGDPMF:
         """Fit by SGD; returns ``self``."""
@@ -126,29 +132,31 @@ class SGDPMF(PointFit):
         converged = False
         t0 = time.perf_counter()
         epoch = 0
-        for epoch in range(1, n_epochs + 1):
-            order = rng.permutation(n)
-            sgd_epoch(order, users, items, values, U, V, mu, bu, bi, lr, lam, biases)
-            prev, pred = pred, spare
-            spare = prev
-            predict_observed(users, items, U, V, mu, bu, bi, pred)
-            sse, diff2, prev2 = residual_stats(values, pred, prev)
-            pen = float(uc @ np.sum(U * U, axis=1) + ic @ np.sum(V * V, axis=1))
-            pen += float(uc @ (bu * bu) + ic @ (bi * bi))
-            obj = 0.5 * (sse + lam * pen)
-            change = float(np.sqrt(diff2 / prev2)) if prev2 > 0 else float("inf")
-            rows.append((epoch, obj, np.sqrt(sse / n), change, time.perf_counter() - t0))
-            if self.verbose:
-                print(f"epoch {epoch:3d}  objective {obj:.6g}  train RMSE {rows[-1][2]:.5f}  "
-                      f"rel change {change:.3g}")
-            if not np.isfinite(obj):
-                raise BayesMFError(
-                    f"SGD diverged at epoch {epoch} (non-finite objective); lower the learning "
-                    f"rate lr={lr}"
-                )
-            if change < tol:
-                converged = True
-                break
+        with LazyBar(n_epochs, "SGD epoch", enabled=None if self.progress else False) as bar:
+            for epoch in range(1, n_epochs + 1):
+                order = rng.permutation(n)
+                sgd_epoch(order, users, items, values, U, V, mu, bu, bi, lr, lam, biases)
+                prev, pred = pred, spare
+                spare = prev
+                predict_observed(users, items, U, V, mu, bu, bi, pred)
+                sse, diff2, prev2 = residual_stats(values, pred, prev)
+                pen = float(uc @ np.sum(U * U, axis=1) + ic @ np.sum(V * V, axis=1))
+                pen += float(uc @ (bu * bu) + ic @ (bi * bi))
+                obj = 0.5 * (sse + lam * pen)
+                change = float(np.sqrt(diff2 / prev2)) if prev2 > 0 else float("inf")
+                rows.append((epoch, obj, np.sqrt(sse / n), change, time.perf_counter() - t0))
+                if self.verbose:
+                    print(f"epoch {epoch:3d}  objective {obj:.6g}  train RMSE {rows[-1][2]:.5f}  "
+                          f"rel change {change:.3g}")
+                if not np.isfinite(obj):
+                    raise BayesMFError(
+                        f"SGD diverged at epoch {epoch} (non-finite objective); lower the learning "
+                        f"rate lr={lr}"
+                    )
+                bar.advance(description=f"SGD epoch {epoch}, rel change {change:.2g} (tol {tol:g})")
+                if change < tol:
+                    converged = True
+                    break
 
         self.U_ = U
         self.V_ = V
