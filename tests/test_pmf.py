@@ -278,3 +278,48 @@ def test_map_rmse_range_on_ml_latest_small() -> None:
         mle = PMF(rank=10, method="mle", random_state=0).fit(train)
     assert mle.underdetermined_items_ > 1000
     assert _rmse(r.scale.clip(mle.predict_mean(test.users, test.items)), test.values) > rmse + 0.2
+
+
+def test_thread_choice_times_serial_against_threaded_sweeps(monkeypatch):
+    import numba
+
+    from bayesmf.kernels.als import PARALLEL_MIN_WORK_ALS
+    from bayesmf.models.pmf import PARALLEL_TRIAL_MIN_WORK, TRIAL_SWEEPS, _ThreadChoice
+
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
+    small = _ThreadChoice(PARALLEL_TRIAL_MIN_WORK - 1)
+    assert not any(small.for_sweep(s) for s in range(1, 10))
+    large = _ThreadChoice(PARALLEL_MIN_WORK_ALS)
+    assert all(large.for_sweep(s) for s in range(1, 10))
+    for threaded_time, expect in ((0.5, True), (0.95, False)):
+        mid = _ThreadChoice(PARALLEL_TRIAL_MIN_WORK)
+        modes = []
+        for s in range(1, TRIAL_SWEEPS + 1):
+            modes.append(mid.for_sweep(s))
+            # the first threaded sweep is slow (thread start-up): the best time counts
+            t = (5.0 if s == 2 else threaded_time) if modes[-1] else 1.0
+            mid.record(s, t)
+        assert modes == [False, True] * (TRIAL_SWEEPS // 2)
+        assert mid.for_sweep(TRIAL_SWEEPS + 1) is expect
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 1)
+    assert not _ThreadChoice(PARALLEL_MIN_WORK_ALS).for_sweep(3)
+
+
+def test_fit_does_not_depend_on_threads():
+    """Trial sweeps 2 and 4 run threaded (2 numba threads); one thread gives the same fit."""
+    import numba
+
+    from bayesmf.models.pmf import PARALLEL_TRIAL_MIN_WORK
+
+    r, _ = make_synthetic(n_users=400, n_items=300, rank=3, density=0.2, random_state=4)
+    assert r.nnz * 11 * 11 >= PARALLEL_TRIAL_MIN_WORK
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        a = PMF(rank=10, random_state=0).fit(r)
+        numba.set_num_threads(1)
+        b = PMF(rank=10, random_state=0).fit(r)
+    finally:
+        numba.set_num_threads(old)
+    np.testing.assert_array_equal(a.U_, b.U_)
+    np.testing.assert_array_equal(a.item_bias_, b.item_bias_)

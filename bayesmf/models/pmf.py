@@ -42,7 +42,12 @@ from bayesmf._validation import (
 )
 from bayesmf.data import Ratings
 from bayesmf.exceptions import BayesMFError
-from bayesmf.kernels.als import als_half_sweep, predict_observed, row_covariances
+from bayesmf.kernels.als import (
+    PARALLEL_MIN_WORK_ALS,
+    als_half_sweep,
+    predict_observed,
+    row_covariances,
+)
 from bayesmf.kernels.objective import regularised_objective, residual_stats
 from bayesmf.models.base import FitBase
 from bayesmf.progress import LazyBar
@@ -57,6 +62,53 @@ HISTORY_COLUMNS = ["sweep", "objective", "train_rmse", "rel_change", "seconds"]
 DEFAULT_LAMBDA_U = 15.0
 DEFAULT_LAMBDA_V = 15.0
 DEFAULT_LAMBDA_BIAS = 5.0
+
+
+#: ``nnz * d^2`` from which :class:`PMF` times a threaded sweep against a serial one and keeps
+#: the faster (below it the serial sweep always wins; from ``PARALLEL_MIN_WORK_ALS`` threads do)
+PARALLEL_TRIAL_MIN_WORK = 2_000_000
+#: sweeps of the serial/threaded trial (odd ones serial, even ones threaded)
+TRIAL_SWEEPS = 4
+
+
+class _ThreadChoice:
+    """Serial or threaded half-sweeps for one fit: fixed by the amount of work, or timed.
+
+    Between ``PARALLEL_TRIAL_MIN_WORK`` and ``PARALLEL_MIN_WORK_ALS`` the first
+    ``TRIAL_SWEEPS`` sweeps alternate serial and threaded (the best time of each counts, so a
+    first call's compilation or a passing hiccup does not decide), and the faster way is kept
+    for the rest of the fit. Threads pay off on an idle multi-core machine but stall when another process holds
+    a core; timing both measures which case this is. The draws do not depend on the choice.
+    """
+
+    def __init__(self, work: int) -> None:
+        import numba
+
+        self.trial = False
+        if numba.get_num_threads() < 2 or work < PARALLEL_TRIAL_MIN_WORK:
+            self.parallel = False
+        elif work >= PARALLEL_MIN_WORK_ALS:
+            self.parallel = True
+        else:
+            self.parallel = False
+            self.trial = True
+        self.seconds: dict[bool, float] = {}
+
+    def for_sweep(self, sweep: int) -> bool:
+        """Whether sweep ``sweep`` (1-based) runs threaded."""
+        if self.trial and sweep <= TRIAL_SWEEPS:
+            return sweep % 2 == 0
+        return self.parallel
+
+    def record(self, sweep: int, seconds: float) -> None:
+        """Note a sweep's wall time; after the trial sweeps, keep the faster way."""
+        if not self.trial:
+            return
+        par = sweep % 2 == 0
+        self.seconds[par] = min(seconds, self.seconds.get(par, np.inf))
+        if sweep >= TRIAL_SWEEPS:
+            self.parallel = self.seconds[True] < 0.9 * self.seconds[False]
+            self.trial = False
 
 
 def _csr_rows(indptr: np.ndarray) -> np.ndarray:
@@ -238,6 +290,10 @@ class PMF(PointFit):
         Rows (with at least one rating) solved by the minimum-norm fallback in the last sweep.
     lambda_u_, lambda_v_, lambda_bias_ : float
         Penalties actually used (0 for MLE).
+    parallel_ : bool
+        Whether the sweeps ran on all numba threads: always for large problems, never for
+        small ones, and in between whichever of a serial and a threaded trial sweep was faster
+        (threads stall on a machine whose cores are busy). The result does not depend on it.
     ratings_ : Ratings
         Training data. ``fit_time_`` : seconds. ``link_`` : ``"identity"``.
 
@@ -356,17 +412,22 @@ class PMF(PointFit):
         converged = False
         n_iter = 0
         t0 = time.perf_counter()
+        threads = _ThreadChoice(ratings.nnz * d * d)
         with LazyBar(max_iter, "ALS", enabled=None if self.progress else False) as bar:
             for sweep in range(1, max_iter + 1):
+                t_sweep = time.perf_counter()
+                par = threads.for_sweep(sweep)
                 bi = Xv[:, k] if biases else zero_i
-                als_half_sweep(by_user.indptr, by_user.indices, by_user.data, Yv, mu + bi, reg_u, Xu, under_u)
+                als_half_sweep(by_user.indptr, by_user.indices, by_user.data, Yv, mu + bi, reg_u, Xu,
+                               under_u, parallel=par)
                 if biases:
                     Yu[:, :k] = Xu[:, :k]
                 bu = Xu[:, k] if biases else zero_u
                 prev, pred = pred, spare
                 spare = prev
                 als_half_sweep(by_item.indptr, by_item.indices, by_item.data, Yu, mu + bu, reg_v, Xv,
-                               under_i, pred_out=pred)
+                               under_i, parallel=par, pred_out=pred)
+                threads.record(sweep, time.perf_counter() - t_sweep)
                 if biases:
                     Yv[:, :k] = Xv[:, :k]
                 bi = Xv[:, k] if biases else zero_i
@@ -402,6 +463,7 @@ class PMF(PointFit):
         self.underdetermined_users_ = int(np.sum(under_u & (ratings.user_counts > 0)))
         self.underdetermined_items_ = int(np.sum(under_i & (ratings.item_counts > 0)))
         self.lambda_u_, self.lambda_v_, self.lambda_bias_ = lu, lv, lb
+        self.parallel_ = bool(threads.parallel)
         self.link_ = "identity"
         self.ratings_ = ratings
         self.fit_time_ = time.perf_counter() - t_start
