@@ -52,6 +52,7 @@ on how the chains were spread over processes or threads. The chain state and swe
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -486,6 +487,10 @@ class GibbsPMF(FitBase):
             workers = min(int(self.cores), chains)
         else:
             workers = default_workers(chains, nnz, sweeps)
+        if workers > 1 and not sys.executable:  # embedded interpreters cannot start workers
+            logger.warning("GibbsPMF: no Python executable to start worker processes; running "
+                           "the %d chains in this process", chains)
+            workers = 1
         return workers
 
     def _sweep(self, sampler: ChainSampler) -> None:
