@@ -255,10 +255,10 @@ def _gibbs_factorise_impl(
         b = np.empty(d)
         y = np.empty(d)
         for r in range(bounds[ch], bounds[ch + 1]):
-            row_normal_equations(r, indptr, indices, data, Y, offset, A, b)
-            for q in range(d):
+            row_normal_equations(r, indptr, indices, data, Y, offset, A, b, False)
+            for q in range(d):  # lower triangle only: all the factorisation reads
                 b[q] = tau * b[q] + prior_shift[q]
-                for c in range(d):
+                for c in range(q + 1):
                     A[q, c] = tau * A[q, c] + prior_prec[q, c]
             if not _cholesky_free_last_pivot(A):
                 failed += 1
@@ -817,9 +817,18 @@ def collapsed_precision_log_density(x: float, s2: np.ndarray, rr: np.ndarray, sh
     ratings alone give the bias and ``rr_g / s2_g`` their estimate of it; a group without
     ratings has ``s2_g = rr_g = 0`` and contributes nothing.
     """
-    t = np.exp(x)
-    P = s2 + t
-    return float(shape0 * x - rate0 * t + 0.5 * np.sum(x - np.log(P) + rr * rr / P))
+    t = math.exp(x)
+    return float(shape0 * x - rate0 * t + 0.5 * (s2.shape[0] * x + _collapsed_sum(t, s2, rr)))
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _collapsed_sum(t: float, s2: np.ndarray, rr: np.ndarray) -> float:
+    """``sum_g (rr_g^2 / (s2_g + t) - log(s2_g + t))`` in one pass, without temporaries."""
+    out = 0.0
+    for g in range(s2.shape[0]):
+        p = s2[g] + t
+        out += rr[g] * rr[g] / p - math.log(p)
+    return out
 
 
 def sample_collapsed_precision(

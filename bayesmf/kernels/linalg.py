@@ -28,6 +28,7 @@ def row_normal_equations(
     offset: np.ndarray,
     A: np.ndarray,
     b: np.ndarray,
+    mirror: bool = True,
 ) -> None:
     """Overwrite ``A`` and ``b`` with the Gram matrix and right-hand side of one CSR row.
 
@@ -51,11 +52,14 @@ def row_normal_equations(
         Output Gram matrix.
     b : ndarray, shape (d,)
         Output right-hand side.
+    mirror : bool
+        Copy the lower triangle into the upper one (``False``: only the lower triangle and
+        the diagonal of ``A`` are written, enough for a Cholesky factorisation).
     """
     d = Y.shape[1]
     for a in range(d):
         b[a] = 0.0
-        for c in range(d):
+        for c in range(a + 1):
             A[a, c] = 0.0
     p = indptr[row]
     end = indptr[row + 1]
@@ -102,9 +106,10 @@ def row_normal_equations(
             for c in range(a + 1):
                 A[a, c] += ya * Y[j, c]
         p += 1
-    for a in range(d):
-        for c in range(a):
-            A[c, a] = A[a, c]
+    if mirror:
+        for a in range(d):
+            for c in range(a):
+                A[c, a] = A[a, c]
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
