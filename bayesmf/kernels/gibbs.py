@@ -44,6 +44,34 @@ from bayesmf.kernels.linalg import (
 )
 
 
+@njit(cache=True, nogil=True, inline="always")
+def row_posterior_precision(
+    r: int,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    Y: np.ndarray,
+    offset: np.ndarray,
+    tau: float,
+    prior_prec: np.ndarray,
+    prior_shift: np.ndarray,
+    A: np.ndarray,
+    b: np.ndarray,
+) -> None:
+    """Row ``r``'s conditional precision ``P = tau * Gram + P0`` and ``h = tau * rhs + P0 m0``.
+
+    The Gram matrix and right-hand side come from
+    :func:`~bayesmf.kernels.linalg.row_normal_equations` (the ALS code). Only the lower
+    triangle of ``A`` (and its diagonal) is written: all a Cholesky factorisation reads.
+    """
+    d = Y.shape[1]
+    row_normal_equations(r, indptr, indices, data, Y, offset, A, b, False)
+    for q in range(d):
+        b[q] = tau * b[q] + prior_shift[q]
+        for c in range(q + 1):
+            A[q, c] = tau * A[q, c] + prior_prec[q, c]
+
+
 @njit(cache=True, nogil=True)
 def gibbs_row_draw(
     r: int,
@@ -75,11 +103,7 @@ def gibbs_row_draw(
     Returns ``False`` if the posterior precision is not numerically positive definite.
     """
     d = Y.shape[1]
-    row_normal_equations(r, indptr, indices, data, Y, offset, A, b)
-    for a in range(d):
-        b[a] = tau * b[a] + prior_shift[a]
-        for c in range(d):
-            A[a, c] = tau * A[a, c] + prior_prec[a, c]
+    row_posterior_precision(r, indptr, indices, data, Y, offset, tau, prior_prec, prior_shift, A, b)
     if not cholesky_inplace(A):
         return False
     # mean P^-1 b = L^-T (L^-1 b); adding z before the back-substitution adds L^-T z,
@@ -255,11 +279,8 @@ def _gibbs_factorise_impl(
         b = np.empty(d)
         y = np.empty(d)
         for r in range(bounds[ch], bounds[ch + 1]):
-            row_normal_equations(r, indptr, indices, data, Y, offset, A, b, False)
-            for q in range(d):  # lower triangle only: all the factorisation reads
-                b[q] = tau * b[q] + prior_shift[q]
-                for c in range(q + 1):
-                    A[q, c] = tau * A[q, c] + prior_prec[q, c]
+            row_posterior_precision(r, indptr, indices, data, Y, offset, tau, prior_prec,
+                                    prior_shift, A, b)
             if not _cholesky_free_last_pivot(A):
                 failed += 1
                 s2_out[r] = np.nan
