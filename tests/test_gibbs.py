@@ -616,3 +616,28 @@ def test_ctrl_c_stops_worker_processes_and_keeps_their_draws(recovery_data, monk
     assert g.interrupted_ and g.idata_.attrs["interrupted"] == 1
     assert g.idata_.posterior.sizes["draw"] >= 1
     assert np.all(np.isfinite(g.idata_.posterior["U"].values))
+
+
+def test_scratch_dir_falls_back_to_the_temp_dir_when_shared_memory_is_short(monkeypatch):
+    import collections
+    import shutil
+    import tempfile
+
+    from bayesmf.models import gibbs_chain
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(1 << 30, 1 << 30, 10 << 20))
+    assert gibbs_chain.scratch_dir(1 << 30) == tempfile.gettempdir()
+
+
+def test_worker_processes_write_through_a_disk_backed_scratch_dir(recovery_data, monkeypatch,
+                                                                   tmp_path):
+    from bayesmf.models import gibbs_chain
+
+    train, _, _ = recovery_data
+    monkeypatch.setattr(gibbs_chain, "scratch_dir", lambda nbytes: str(tmp_path))
+    kw = dict(rank=2, chains=2, draws=10, tune=5, random_state=4, progress=False)
+    a = GibbsPMF(cores=2, **kw).fit(train)
+    b = GibbsPMF(cores=1, **kw).fit(train)
+    np.testing.assert_array_equal(a.idata_.posterior["V"].values, b.idata_.posterior["V"].values)
+    assert list(tmp_path.iterdir()) == []  # the scratch files are removed
