@@ -317,16 +317,18 @@ def als_half_sweep_reference(
     return X, under
 
 
-@njit(cache=True, fastmath=True)
-def _predict_observed_serial(users, items, U, V, mu, bu, bi, out):  # noqa: ANN001
-    for p in range(users.shape[0]):
-        out[p] = latent_mean(users[p], items[p], U, V, mu, bu, bi)
-
-
-@njit(parallel=True, cache=True, fastmath=True)
-def _predict_observed_parallel(users, items, U, V, mu, bu, bi, out):  # noqa: ANN001
+def _predict_observed_impl(users, items, U, V, mu, bu, bi, out):  # noqa: ANN001
+    """Body of :func:`predict_observed`, compiled twice (serial and parallel)."""
     for p in prange(users.shape[0]):
         out[p] = latent_mean(users[p], items[p], U, V, mu, bu, bi)
+
+
+_predict_observed_serial = njit(cache=True, fastmath=True)(
+    _renamed(_predict_observed_impl, "_predict_observed_serial")
+)
+_predict_observed_parallel = njit(parallel=True, cache=True, fastmath=True)(
+    _renamed(_predict_observed_impl, "_predict_observed_parallel")
+)
 
 
 #: below this many multiply-adds the serial prediction loop beats thread start-up

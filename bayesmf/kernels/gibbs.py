@@ -392,8 +392,7 @@ def row_conditional_reference(
     return mean, cov
 
 
-@njit(parallel=True, cache=True)
-def residual_sums(
+def _residual_sums_impl(
     users: np.ndarray,
     items: np.ndarray,
     values: np.ndarray,
@@ -406,7 +405,8 @@ def residual_sums(
     """Sum and sum of squares of ``e = r - b_u - c_i - u^T v`` (the residual without ``mu``).
 
     ``U``/``V`` may carry extra trailing columns (the bias slot): only the first ``k`` are
-    used.
+    used. Compiled twice: :func:`residual_sums` (parallel reduction) and
+    :func:`residual_sums_serial` (one thread).
     """
     s1 = 0.0
     s2 = 0.0
@@ -421,29 +421,10 @@ def residual_sums(
     return s1, s2
 
 
-@njit(cache=True, nogil=True)
-def residual_sums_serial(
-    users: np.ndarray,
-    items: np.ndarray,
-    values: np.ndarray,
-    U: np.ndarray,
-    V: np.ndarray,
-    bu: np.ndarray,
-    bi: np.ndarray,
-    k: int,
-) -> tuple[float, float]:
-    """Single-threaded :func:`residual_sums`."""
-    s1 = 0.0
-    s2 = 0.0
-    for p in range(users.shape[0]):
-        u = users[p]
-        i = items[p]
-        e = values[p] - bu[u] - bi[i]
-        for a in range(k):
-            e -= U[u, a] * V[i, a]
-        s1 += e
-        s2 += e * e
-    return s1, s2
+residual_sums = njit(parallel=True, cache=True)(_renamed(_residual_sums_impl, "residual_sums"))
+residual_sums_serial = njit(cache=True, nogil=True)(
+    _renamed(_residual_sums_impl, "residual_sums_serial")
+)
 
 
 def sample_wishart(rng: np.random.Generator, scale: np.ndarray, df: float) -> np.ndarray:
