@@ -388,22 +388,19 @@ class GibbsPMF(FitBase):
             job = dict(ratings=ratings, k=k, biases=bool(self.biases), hyperprior=self.hyperprior,
                        priors=asdict(self._priors()), seeds=seeds, init=self.init, tune=tune,
                        draws=draws, thin=thin, n_kept=n_kept, probe=probe_pairs,
-                       storage_names=[n for n in spec if not n.startswith("_")],
-                       parallel=n_threads not in (None, 1), **sampler_args)
+                       n_threads=n_threads, **sampler_args)
             total = chains * (tune + draws)
             with progress_bar(total, f"Gibbs {chains} chains on {workers} processes",
                               enabled=show, transient=False) as bar:
                 arrays, interrupted = run_chains_in_processes(
                     workers, job, spec, lambda done: bar.update(completed=done))
-            counts = arrays.pop("_counts")
-            for key in ("_progress", "_stop"):
-                arrays.pop(key)
-            probe_acc = arrays.pop("_probe", None)
+            counts = arrays["_counts"]
+            probe_acc = arrays.get("_probe")
             st = DrawStorage(arrays, n_kept, self.biases, self.hyperprior)
         else:
-            st = DrawStorage({n: np.empty(shape, dtype=dt) for n, (shape, dt) in spec.items()
-                              if not n.startswith("_")}, n_kept, self.biases, self.hyperprior)
-            probe_acc = None if probe_pairs is None else np.zeros(spec["_probe"][0])
+            arrays = {n: np.zeros(shape, dtype=dt) for n, (shape, dt) in spec.items()}
+            st = DrawStorage(arrays, n_kept, self.biases, self.hyperprior)
+            probe_acc = arrays.get("_probe")
             counts = np.zeros(chains, dtype=np.int64)
             interrupted = False
             with progress_bar(tune + draws, "Gibbs", enabled=show, transient=False) as bar, \

@@ -51,9 +51,17 @@ logger = logging.getLogger("bayesmf")
 #: below this many ratings the serial kernels are used (thread wake-up costs more than the work)
 PARALLEL_MIN_RATINGS = 20_000
 
+#: ``ratings x sweeps x chains`` from which chains run in worker processes by default (below
+#: it, starting the processes -- about a second each -- costs more than it saves)
+PROCESS_MIN_WORK = 100_000_000
+
 
 class DrawStorage:
-    """Preallocated arrays for the kept draws of all chains."""
+    """Preallocated arrays for the kept draws of all chains.
+
+    ``arrays`` holds the arrays of :meth:`layout`; names starting with ``_`` (the runners'
+    bookkeeping: counts, probe sums) are not draws and are left out.
+    """
 
     def __init__(self, arrays: dict[str, np.ndarray], n_kept: int, biases: bool,
                  hyperprior: str) -> None:
@@ -61,7 +69,9 @@ class DrawStorage:
         self.biases = biases
         self.hyperprior = hyperprior
         self.stats: dict[str, np.ndarray] = {"loglik": arrays["loglik"]}
-        self.post: dict[str, np.ndarray] = {n: a for n, a in arrays.items() if n != "loglik"}
+        self.post: dict[str, np.ndarray] = {
+            n: a for n, a in arrays.items() if n != "loglik" and not n.startswith("_")
+        }
 
     @staticmethod
     def layout(chains: int, n_kept: int, n_u: int, n_i: int, k: int, dtype: np.dtype,
@@ -462,10 +472,14 @@ def _worker_main(job_path: str) -> None:
     with open(job_path, "rb") as fh:
         chain_ids, job, spec, directory = pickle.load(fh)
     parent = os.getppid()
+    n_threads = job["n_threads"]  # None: serial kernels, one worker per core already
+    if n_threads is not None and n_threads > 1:
+        import numba
+
+        numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
     try:
         a = _open_arrays(spec, directory, create=False)
-        storage = DrawStorage({n: a[n] for n in job["storage_names"]}, job["n_kept"],
-                              job["biases"], job["hyperprior"])
+        storage = DrawStorage(a, job["n_kept"], job["biases"], job["hyperprior"])
         counts, progress, stop_flag = a["_counts"], a["_progress"], a["_stop"]
         probe_acc = a.get("_probe")
         priors = types.SimpleNamespace(**job["priors"])
@@ -478,7 +492,8 @@ def _worker_main(job_path: str) -> None:
                 break
             sampler = ChainSampler(job["ratings"], job["k"], job["biases"], job["hyperprior"],
                                    priors, np.random.default_rng(job["seeds"][c]),
-                                   moves=job["moves"], parallel=job["parallel"],
+                                   moves=job["moves"],
+                                   parallel=n_threads is not None and n_threads > 1,
                                    overrelax=job["overrelax"])
             sampler.initialise(job["init"])
 
@@ -572,8 +587,11 @@ def run_chains_in_processes(
         for p, path in zip(procs, jobs, strict=True):
             if p.returncode != 0:
                 err = path + ".err"
-                msg = open(err).read() if os.path.exists(err) else f"exit code {p.returncode}"
-                messages.append(msg)
+                if os.path.exists(err):
+                    with open(err) as fh:
+                        messages.append(fh.read())
+                else:
+                    messages.append(f"exit code {p.returncode}")
         if messages:
             raise BayesMFError("a Gibbs worker process failed: " + "; ".join(messages))
         out = {key: np.array(a) for key, a in arrays.items()}
@@ -587,11 +605,6 @@ def default_workers(chains: int, nnz: int, sweeps: int) -> int:
     if chains < 2 or cpus < 2 or nnz * sweeps * chains < PROCESS_MIN_WORK:
         return 1
     return min(chains, cpus)
-
-
-#: ``ratings x sweeps x chains`` from which chains run in worker processes by default (below
-#: it, starting the processes -- about a second each -- costs more than it saves)
-PROCESS_MIN_WORK = 100_000_000
 
 
 if __name__ == "__main__":  # a worker process started by run_chains_in_processes
