@@ -129,3 +129,47 @@ def test_point_fits_have_nothing_to_diagnose(ratings):
     r, _ = ratings
     with pytest.raises(BayesMFError, match="point fit"):
         diagnose(PMF(rank=2, random_state=0).fit(r))
+
+
+def test_default_probe_set_is_half_rated_half_unrated(ratings):
+    r, truth = ratings
+    fit = make_fit(r, iid_posterior(r, truth, D=20))
+    ds = identifiable_draws(fit, n_probe=10, random_state=4)
+    labels = [str(x) for x in ds["probe"].values]
+    assert len(labels) == 10
+    assert sum(lab.endswith(" rated") for lab in labels) == 5
+    assert sum(lab.endswith(" unrated") for lab in labels) == 5
+    seen = set(zip(r.user_ids[r.users].tolist(), r.item_ids[r.items].tolist(), strict=True))
+    for lab in labels:
+        pair, kind = lab.split(" ")
+        u, i = pair.split("|")
+        key = (type(r.user_ids[0])(u), type(r.item_ids[0])(i))
+        assert (key in seen) == (kind == "rated"), lab
+    assert len(set(labels)) == 10  # no pair twice
+    # the labels reach the diagnose table, one row per probe
+    diag = diagnose(fit, n_probe=10, random_state=4)
+    rows = diag[diag["group"] == "pred_mean"]["quantity"].tolist()
+    assert rows == [f"pred_mean[{lab}]" for lab in labels]
+
+
+def test_disagreement_on_an_unrated_pair_is_caught():
+    """Chains that agree on every rated pair but not on an unrated one fail the check."""
+    r, truth = make_synthetic(n_users=15, n_items=10, rank=3, density=0.4, random_state=4)
+    post = iid_posterior(r, truth, seed=2)
+    u = int(np.argmin(r.user_counts))
+    rated = r.items[r.users == u]
+    assert len(rated) < truth.rank  # room for a shift the user's ratings cannot see
+    # fix the factors of the user's rated items and move chain 1's user vector orthogonally
+    # to them: its rated predictions do not change, its unrated ones do
+    post["V"][:, :, rated] = truth.V[rated]
+    e = np.linalg.svd(truth.V[rated], full_matrices=True)[2][-1]
+    post["U"][1, :, u] += 1.5 * e
+    unrated = [i for i in range(r.n_items) if i not in set(rated.tolist())]
+    j = max(unrated, key=lambda i: abs(truth.V[i] @ e))
+    pairs = pd.DataFrame({"user": r.user_ids[[u] * (1 + len(rated))],
+                          "item": r.item_ids[[j, *rated.tolist()]],
+                          "kind": ["unrated"] + ["rated"] * len(rated)})
+    diag = diagnose(make_fit(r, post), probe_pairs=pairs).set_index("quantity")
+    assert diag.loc[f"pred_mean[{r.user_ids[u]}|{r.item_ids[j]} unrated]", "verdict"] == "fail"
+    for i in rated:
+        assert diag.loc[f"pred_mean[{r.user_ids[u]}|{r.item_ids[i]} rated]", "verdict"] == "ok"
