@@ -446,7 +446,7 @@ def _convergence_section(name: str, fit: Any, test: Ratings | None) -> str:
 
     kwargs: dict[str, Any] = {}
     if test is not None and test.nnz and _accepts(diagnostics.diagnose, "probe_pairs"):
-        idx = np.random.default_rng(0).choice(test.nnz, size=min(12, test.nnz), replace=False)
+        idx = np.random.default_rng(0).choice(test.nnz, size=min(100, test.nnz), replace=False)
         kwargs["probe_pairs"] = pd.DataFrame({"user": test.user_ids[test.users[idx]],
                                               "item": test.item_ids[test.items[idx]]})
     df = _diagnose_frame(diagnostics.diagnose(fit, **kwargs))
@@ -460,7 +460,8 @@ def _convergence_section(name: str, fit: Any, test: Ratings | None) -> str:
         out.append(f'<p>Overall verdict: <span class="{cls}">{_esc(overall)}</span> '
                    "(ok: R-hat &lt; 1.01 and bulk/tail ESS &gt; 400).</p>")
     if "probe_pairs" in kwargs:
-        out.append("<p>pred_mean rows: predicted latent means of held-out (user|item) pairs.</p>")
+        out.append("<p>pred_mean row: the worst R-hat and smallest ESS over the predicted latent "
+                   "means of held-out (user|item) pairs; the note names the worst pair.</p>")
     out.append(_verdict_table(shown.set_index("quantity") if "quantity" in shown else shown))
     raw = getattr(diagnostics, "raw_factor_rhat", None)
     n_chains = int(fit.idata_.posterior.sizes.get("chain", 1))

@@ -64,12 +64,20 @@ def test_rotated_chains_fool_raw_factor_rhat_but_not_diagnose(ratings):
     fit = make_fit(r, post)
     raw = raw_factor_rhat(fit)
     assert (raw["max_r_hat"] > 1.5).all() and (raw["frac_above_1.01"] > 0.5).all()
-    diag = diagnose(fit, n_probe=10)
+    diag = diagnose(fit, n_probe=10, per_pair=True)
     q = diag[diag["kind"] == "quantity"]
     assert (q["r_hat"] < 1.01).all(), q[["quantity", "r_hat"]]
     assert (q["verdict"] == "ok").all() and diag.attrs["verdict"] == "ok"
     assert {"mu", "sigma", "sum_sigma_u2", "norm_U", "norm_V"} <= set(q["group"])
     assert (q["group"] == "pred_mean").sum() == 10
+    # the default table summarises the pairs: one row per kind, the worst of each
+    summary = diagnose(fit, n_probe=10).set_index("quantity")
+    pairs = q[q["group"] == "pred_mean"]
+    assert summary.loc["pred_mean[rated: 5 pairs]", "r_hat"] == max(
+        pairs[pairs["quantity"].str.endswith(" rated]")]["r_hat"])
+    assert summary.loc["pred_mean[unrated: 5 pairs]", "ess_bulk"] == min(
+        pairs[pairs["quantity"].str.endswith(" unrated]")]["ess_bulk"])
+    assert (summary[summary["group"] == "pred_mean"]["value"] == 0).all()
 
 
 def test_stuck_chain_is_caught(ratings):
@@ -147,7 +155,7 @@ def test_default_probe_set_is_half_rated_half_unrated(ratings):
         assert (key in seen) == (kind == "rated"), lab
     assert len(set(labels)) == 10  # no pair twice
     # the labels reach the diagnose table, one row per probe
-    diag = diagnose(fit, n_probe=10, random_state=4)
+    diag = diagnose(fit, n_probe=10, random_state=4, per_pair=True)
     rows = diag[diag["group"] == "pred_mean"]["quantity"].tolist()
     assert rows == [f"pred_mean[{lab}]" for lab in labels]
 
@@ -169,7 +177,15 @@ def test_disagreement_on_an_unrated_pair_is_caught():
     pairs = pd.DataFrame({"user": r.user_ids[[u] * (1 + len(rated))],
                           "item": r.item_ids[[j, *rated.tolist()]],
                           "kind": ["unrated"] + ["rated"] * len(rated)})
-    diag = diagnose(make_fit(r, post), probe_pairs=pairs).set_index("quantity")
-    assert diag.loc[f"pred_mean[{r.user_ids[u]}|{r.item_ids[j]} unrated]", "verdict"] == "fail"
+    fit = make_fit(r, post)
+    diag = diagnose(fit, probe_pairs=pairs, per_pair=True).set_index("quantity")
+    bad = f"pred_mean[{r.user_ids[u]}|{r.item_ids[j]} unrated]"
+    assert diag.loc[bad, "verdict"] == "fail"
     for i in rated:
         assert diag.loc[f"pred_mean[{r.user_ids[u]}|{r.item_ids[i]} rated]", "verdict"] == "ok"
+    # the summary rows name the failing pair and count it
+    summary = diagnose(fit, probe_pairs=pairs).set_index("quantity")
+    row = summary.loc["pred_mean[unrated: 1 pair]"]
+    assert row["verdict"] == "fail" and row["value"] == 1 and bad in row["note"]
+    assert summary.loc[f"pred_mean[rated: {len(rated)} pair{'s' if len(rated) != 1 else ''}]", "verdict"] == "ok"
+    assert summary.attrs["verdict"] == "fail"
