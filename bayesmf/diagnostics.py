@@ -36,6 +36,7 @@ ELBO trace for ADVI.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import arviz as az
@@ -47,7 +48,8 @@ from bayesmf._validation import as_rng, check_positive_int
 from bayesmf.exceptions import BayesMFError
 from bayesmf.predict import predict_draws, predictive_parts
 
-__all__ = ["diagnose", "identifiable_draws", "raw_factor_rhat", "verdict", "elbo_trace"]
+__all__ = ["diagnose", "identifiable_draws", "raw_factor_rhat", "verdict", "elbo_trace",
+           "check_convergence"]
 
 RHAT_OK = 1.01
 RHAT_WARN = 1.05
@@ -326,6 +328,53 @@ def diagnose(
     order = {"ok": 0, "warn": 1, "fail": 2}
     df.attrs["verdict"] = max(df["verdict"], key=order.__getitem__) if len(df) else "ok"
     return df
+
+
+def check_convergence(fit: Any, stacklevel: int = 2) -> pd.DataFrame | None:
+    """Run :func:`diagnose` on a multi-chain fit and warn when it is not ``ok``.
+
+    Called at the end of ``GibbsPMF.fit`` and ``NUTSPMF.fit`` (their ``check_convergence``
+    argument), like PyMC's own check but on the identifiable quantities. The warning names
+    how many quantities missed the ``ok`` thresholds and the worst of them.
+
+    Parameters
+    ----------
+    fit : FitBase
+        A fit with posterior draws.
+    stacklevel : int
+        Passed to :func:`warnings.warn` (2: the caller of this function).
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        The :func:`diagnose` table, or None for a single chain (split R-hat alone is too weak
+        a check to warn on).
+    """
+    if fit.idata_.posterior.sizes["chain"] < 2:
+        return None
+    table = diagnose(fit)
+    bad = table[table["verdict"] != "ok"]
+    if len(bad):
+        order = {"warn": 1, "fail": 2}
+        worst = max(bad.itertuples(), key=lambda r: (order[r.verdict], r.kind == "quantity",
+                                                     np.nan_to_num(r.r_hat)))
+        if worst.group == "pred_mean":  # name the pair, not the summary row
+            of_n, pair = worst.note.split(";")[0].split(": ", 1)
+            what = f"{pair}, the {of_n}"
+        elif worst.kind == "quantity":
+            what = f"{worst.quantity} (R-hat {worst.r_hat:.3f}, bulk ESS {worst.ess_bulk:.0f})"
+        else:
+            what = f"{worst.quantity} = {worst.value:g}" + (f" ({worst.note})" if worst.note
+                                                         else "")
+        warnings.warn(
+            f"{type(fit).__name__}: {len(bad)} of {len(table)} checks are not ok (quantities "
+            f"need R-hat < {RHAT_OK} and bulk and tail ESS > {ESS_OK:.0f}); worst "
+            f"[{worst.verdict}]: {what}. Run more or longer chains; the table is in "
+            "diagnostics_ (bayesmf.diagnose).",
+            RuntimeWarning,
+            stacklevel=stacklevel + 1,
+        )
+    return table
 
 
 def _pair_kind(quantity: str) -> str:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from bayesmf.datasets import make_synthetic
-from bayesmf.diagnostics import diagnose, identifiable_draws, raw_factor_rhat, verdict
+from bayesmf.diagnostics import (
+    check_convergence,
+    diagnose,
+    identifiable_draws,
+    raw_factor_rhat,
+    verdict,
+)
 from bayesmf.exceptions import BayesMFError
 from bayesmf.models.base import FitBase
 from bayesmf.models.idata import build_inference_data
@@ -189,3 +197,27 @@ def test_disagreement_on_an_unrated_pair_is_caught():
     assert row["verdict"] == "fail" and row["value"] == 1 and bad in row["note"]
     assert summary.loc[f"pred_mean[rated: {len(rated)} pair{'s' if len(rated) != 1 else ''}]", "verdict"] == "ok"
     assert summary.attrs["verdict"] == "fail"
+
+
+def test_check_convergence_warns_names_the_worst_row_and_skips_one_chain(ratings):
+    r, truth = ratings
+    post = iid_posterior(r, truth, C=2, D=600, seed=3)
+    div = np.zeros((2, 600), dtype=bool)
+    div[0, :40] = True  # 3% divergent: a failing sampler row, every quantity fine
+    stats = {"diverging": div, "energy": np.random.default_rng(0).standard_normal((2, 600)),
+             "tree_depth": np.full((2, 600), 3), "reached_max_treedepth": np.zeros((2, 600), bool)}
+    fit = make_fit(r, post, stats)
+    with pytest.warns(RuntimeWarning, match=r"worst \[fail\]: divergences = 40"):
+        table = check_convergence(fit)
+    assert table.attrs["verdict"] == "fail"
+    # a stuck chain: the warning names the quantity with its R-hat
+    post = iid_posterior(r, truth, C=2, D=600, seed=4)
+    post["mu"][1] += 0.3
+    with pytest.warns(RuntimeWarning, match=r"worst \[fail\]: mu \(R-hat"):
+        check_convergence(make_fit(r, post))
+    # converged: no warning; one chain: no check at all
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert check_convergence(make_fit(r, iid_posterior(r, truth, C=2, D=600))).attrs[
+            "verdict"] == "ok"
+        assert check_convergence(make_fit(r, iid_posterior(r, truth, C=1, D=600))) is None

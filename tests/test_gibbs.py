@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import stats
 
 from bayesmf.data import Ratings
 from bayesmf.datasets import make_synthetic
+from bayesmf.diagnostics import diagnose
 from bayesmf.exceptions import BayesMFError, DataError, MemoryBudgetError
 from bayesmf.kernels.als import als_half_sweep
 from bayesmf.kernels.gibbs import (
@@ -433,6 +436,7 @@ def test_auto_thin_fits_the_budget(recovery_data):
         ({"n_threads": 0}, "n_threads"),
         ({"overrelax": 1.0}, "overrelax"),
         ({"overrelax": "yes"}, "overrelax"),
+        ({"check_convergence": "yes"}, "check_convergence"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(recovery_data, kwargs, match):
@@ -641,3 +645,31 @@ def test_worker_processes_write_through_a_disk_backed_scratch_dir(recovery_data,
     b = GibbsPMF(cores=1, **kw).fit(train)
     np.testing.assert_array_equal(a.idata_.posterior["V"].values, b.idata_.posterior["V"].values)
     assert list(tmp_path.iterdir()) == []  # the scratch files are removed
+
+
+def test_convergence_check_warns_on_short_chains_and_keeps_the_table(recovery_data):
+    train, _, _ = recovery_data
+    with pytest.warns(RuntimeWarning, match=r"checks are not ok .* worst .*diagnostics_"):
+        g = GibbsPMF(rank=2, chains=2, tune=5, draws=20, random_state=0,
+                     progress=False).fit(train)
+    table = g.diagnostics_
+    assert table.attrs["verdict"] != "ok"
+    assert {"sigma", "loglik", "pred_mean"} <= set(table["group"])
+    # the same table diagnose() gives
+    again = diagnose(g)
+    np.testing.assert_allclose(again["r_hat"], table["r_hat"], equal_nan=True)
+
+
+def test_convergence_check_is_quiet_when_converged_or_off(recovery_data):
+    train, _, _ = recovery_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        g = GibbsPMF(rank=2, chains=2, tune=100, draws=1500, random_state=0,
+                     progress=False).fit(train)
+        assert g.diagnostics_.attrs["verdict"] == "ok"
+        off = GibbsPMF(rank=2, chains=2, tune=5, draws=20, random_state=0, progress=False,
+                       check_convergence=False).fit(train)
+        assert off.diagnostics_ is None
+        one = GibbsPMF(rank=2, chains=1, tune=5, draws=20, random_state=0,
+                       progress=False).fit(train)
+        assert one.diagnostics_ is None  # split R-hat of one chain is too weak to warn on

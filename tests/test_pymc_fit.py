@@ -55,6 +55,7 @@ def starred():
         ({"store": "float16"}, BayesMFError),
         ({"thin": 0}, BayesMFError),
         ({"biases": "yes"}, BayesMFError),
+        ({"check_convergence": "yes"}, BayesMFError),
         ({"memory_budget_bytes": 10_000, "thin": 1}, MemoryBudgetError),
     ],
 )
@@ -175,6 +176,8 @@ def test_nuts_recovers_truth_and_reports_diagnostics(synth):
     for key in ("diverging", "tree_depth", "step_size", "energy"):
         assert key in ss
     assert fit.summary_["divergent_fraction"] < 0.05
+    # the convergence check ran on the identifiable quantities and kept its table
+    assert fit.diagnostics_ is not None and "pred_mean" in set(fit.diagnostics_["group"])
     assert fit.sigma_ == pytest.approx(truth.noise_sd, rel=0.3)
     u, i, true_mean = _heldout(truth, r)
     rmse = np.sqrt(np.mean((fit.predict_mean(u, i) - true_mean) ** 2))

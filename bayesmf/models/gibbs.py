@@ -217,6 +217,10 @@ class GibbsPMF(FitBase):
         terminal or ``BAYESMF_PROGRESS=1`` (see :mod:`bayesmf.progress`); ``False``: never.
     link : {"identity", "logistic"}
         Only ``"identity"`` is conjugate; ``"logistic"`` raises (use NUTS/ADVI).
+    check_convergence : bool
+        After sampling two or more chains, run :func:`bayesmf.diagnostics.diagnose` (about a
+        second on ml-latest-small) and emit a ``RuntimeWarning`` naming the worst quantity
+        when any identifiable quantity is not ``ok``; the table is kept as ``diagnostics_``.
 
     Attributes
     ----------
@@ -226,6 +230,9 @@ class GibbsPMF(FitBase):
         Posterior means. ``U_`` and ``V_`` are only identified up to rotation; use
         :meth:`predict_mean` (average of ``u.v`` over draws), not ``U_ @ V_.T``, for
         posterior-mean predictions.
+    diagnostics_ : pandas.DataFrame or None
+        The :func:`~bayesmf.diagnostics.diagnose` table of the fit (None for one chain or
+        ``check_convergence=False``).
     probe_mean_, probe_sd_ : ndarray or None
         Posterior mean and sd of the latent mean of the ``probe`` pairs passed to ``fit``,
         accumulated on the fly over the kept draws.
@@ -262,6 +269,7 @@ class GibbsPMF(FitBase):
         random_state: int | np.random.Generator | None = None,
         progress: bool = True,
         link: str = "identity",
+        check_convergence: bool = True,
     ) -> None:
         self.rank = rank
         self.biases = biases
@@ -281,6 +289,7 @@ class GibbsPMF(FitBase):
         self.random_state = random_state
         self.progress = progress
         self.link = link
+        self.check_convergence = check_convergence
 
     # ------------------------------------------------------------------ validation
     def _validate(self, ratings: Ratings) -> None:
@@ -297,6 +306,10 @@ class GibbsPMF(FitBase):
                 )
         if not isinstance(self.biases, (bool, np.bool_)):
             raise BayesMFError(f"biases must be True or False, got {self.biases!r}")
+        if not isinstance(self.check_convergence, (bool, np.bool_)):
+            raise BayesMFError(
+                f"check_convergence must be True or False, got {self.check_convergence!r}"
+            )
         check_choice(self.hyperprior, "hyperprior", HYPERPRIORS)
         check_choice(self.init, "init", INITS)
         check_choice(self.store, "store", STORES)
@@ -476,6 +489,11 @@ class GibbsPMF(FitBase):
             self.probe_mean_ = None
             self.probe_sd_ = None
         self.fit_time_ = time.perf_counter() - t0
+        self.diagnostics_ = None
+        if self.check_convergence:
+            from bayesmf.diagnostics import check_convergence
+
+            self.diagnostics_ = check_convergence(self, stacklevel=2)
         return self
 
     def _workers(self, chains: int, nnz: int, sweeps: int) -> int:

@@ -385,12 +385,20 @@ class NUTSPMF(_PyMCFit):
         Seed; the same seed gives the same draws.
     progress : bool
         Progress bar and the storage message.
+    check_convergence : bool
+        After sampling two or more chains, run :func:`bayesmf.diagnostics.diagnose` and emit a
+        ``RuntimeWarning`` naming the worst quantity when any identifiable quantity (or a
+        sampler check: divergences, BFMI) is not ``ok``; the table is kept as
+        ``diagnostics_``. PyMC's own check, on the rotation-ambiguous raw factors, is off.
 
     Attributes
     ----------
     idata_ : arviz.InferenceData
         Posterior in the ``CONVENTIONS.md`` layout; ``sample_stats`` has ``loglik``,
         ``diverging``, ``tree_depth``, ``step_size``, ``energy``, ``acceptance_rate``, ``lp``, ...
+    diagnostics_ : pandas.DataFrame or None
+        The :func:`~bayesmf.diagnostics.diagnose` table (None for one chain or
+        ``check_convergence=False``).
     summary_ : dict
         ``n_divergent`` (over all post-warm-up draws, thinned or not), ``divergent_fraction``,
         ``mean_tree_depth``, ``max_tree_depth``, ``thin``, ``sampling_seconds``.
@@ -418,6 +426,7 @@ class NUTSPMF(_PyMCFit):
         priors: PMFPriors | None = None,
         random_state: int | np.random.Generator | None = None,
         progress: bool = True,
+        check_convergence: bool = True,
     ) -> None:
         self.rank = rank
         self.biases = biases
@@ -436,6 +445,7 @@ class NUTSPMF(_PyMCFit):
         self.priors = priors
         self.random_state = random_state
         self.progress = progress
+        self.check_convergence = check_convergence
 
     def fit(self, ratings: Ratings) -> NUTSPMF:
         """Sample the posterior; returns ``self``.
@@ -459,6 +469,10 @@ class NUTSPMF(_PyMCFit):
         check_choice(self.parametrization, "parametrization", PARAMETRIZATIONS)
         if self.cores is not None:
             check_positive_int(self.cores, "cores")
+        if not isinstance(self.check_convergence, (bool, np.bool_)):
+            raise BayesMFError(
+                f"check_convergence must be True or False, got {self.check_convergence!r}"
+            )
         if sampler == "nutpie":
             # nutpie holds every draw of the stored variables in float64 before we convert
             nbytes = estimate_draws_bytes(
@@ -525,6 +539,11 @@ class NUTSPMF(_PyMCFit):
             },
         )
         self.fit_time_ = time.perf_counter() - t0
+        self.diagnostics_ = None
+        if self.check_convergence:
+            from bayesmf.diagnostics import check_convergence
+
+            self.diagnostics_ = check_convergence(self, stacklevel=2)
         return self
 
     def _sample_pymc(self, model, chains, draws, tune, thin, seed, data):
