@@ -99,7 +99,8 @@ def gibbs(rank: int, args: Any, train: Any) -> Any:
         chains, draws, tune = 1, min(draws, 40), min(tune, 20)
     with quiet():
         return GibbsPMF(rank=rank, chains=chains, draws=draws, tune=tune, thin=1,
-                        random_state=args.seed, progress=False).fit(train)
+                        random_state=args.seed, progress=False,
+                        check_convergence=False).fit(train)
 
 
 def plot(df: pd.DataFrame, out: Output) -> None:

@@ -45,7 +45,7 @@ def main() -> None:
     fits = {
         "map (Laplace)": PMF(rank=args.rank, random_state=args.seed),
         "gibbs": GibbsPMF(rank=args.rank, chains=args.gibbs_chains, draws=args.gibbs_draws,
-                          random_state=args.seed, progress=False),
+                          random_state=args.seed, progress=False, check_convergence=False),
     }
     if not args.skip_advi:
         from bayesmf.models.pymc_fit import ADVIPMF
