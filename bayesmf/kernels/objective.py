@@ -55,7 +55,8 @@ def regularised_objective(
 
 
 @njit(cache=True, fastmath=True)
-def _sigmoid(x: float) -> float:
+def sigmoid(x: float) -> float:
+    """The logistic function ``1 / (1 + exp(-x))``, without overflow for large ``|x|``."""
     if x >= 0.0:
         return 1.0 / (1.0 + np.exp(-x))
     e = np.exp(x)
@@ -104,10 +105,7 @@ def logistic_objective_grad(
     for p in range(users.shape[0]):
         u = users[p]
         i = items[p]
-        eta = mu + bu[u] + bi[i]
-        for a in range(k):
-            eta += U[u, a] * V[i, a]
-        g = _sigmoid(eta)
+        g = sigmoid(latent_mean(u, i, U, V, mu, bu, bi))
         e = targets[p] - g
         obj += 0.5 * e * e
         s = -e * g * (1.0 - g)

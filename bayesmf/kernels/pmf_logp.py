@@ -25,6 +25,9 @@ import math
 import numpy as np
 from numba import njit
 
+from bayesmf.kernels.linalg import latent_mean
+from bayesmf.kernels.objective import sigmoid
+
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -78,13 +81,9 @@ def loglik_grad_into(
     # pass 1: residuals and d logp / d eta per rating (gathers only)
     G = np.empty(n)
     for t in range(n):
-        u = users[t]
-        i = items[t]
-        eta = mu + user_bias[u] + item_bias[i]
-        for f in range(k):
-            eta += U[u, f] * V[i, f]
+        eta = latent_mean(users[t], items[t], U, V, mu, user_bias, item_bias)
         if logistic:
-            p = 1.0 / (1.0 + math.exp(-eta))
+            p = sigmoid(eta)
             e = values[t] - p
             G[t] = e * p * (1.0 - p) * inv_var
         else:
@@ -153,16 +152,11 @@ def loglik(
 ) -> float:
     """Total Gaussian log-likelihood of the ratings (no gradient); inputs as :func:`loglik_grad_into`."""
     n = values.shape[0]
-    k = U.shape[1]
     ss = 0.0
     for t in range(n):
-        u = users[t]
-        i = items[t]
-        eta = mu + user_bias[u] + item_bias[i]
-        for f in range(k):
-            eta += U[u, f] * V[i, f]
+        eta = latent_mean(users[t], items[t], U, V, mu, user_bias, item_bias)
         if logistic:
-            eta = 1.0 / (1.0 + math.exp(-eta))
+            eta = sigmoid(eta)
         e = values[t] - eta
         ss += e * e
     return -n * (_HALF_LOG_2PI + math.log(sigma)) - 0.5 * ss / (sigma * sigma)
