@@ -92,6 +92,12 @@ class Output:
                                                         encoding="utf-8")
         return path
 
+    def finish(self, results: dict[str, Any]) -> dict[str, Any]:
+        """Write ``results.json`` (:meth:`write_json`), say where, and return ``results``."""
+        path = self.write_json(results)
+        print(f"\nwrote {path} and {len(self.figures)} figures to {self.dir}")
+        return results
+
 
 def environment() -> dict[str, Any]:
     """Versions and machine facts recorded with every result."""

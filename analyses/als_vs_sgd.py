@@ -280,9 +280,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "threads": threads,
         "refits_reproduce_history": reproducible,
     }
-    path = out.write_json(results)
-    print(f"\nwrote {path} and {len(out.figures)} figures to {out.dir}")
-    return results
+    return out.finish(results)
 
 
 if __name__ == "__main__":

@@ -255,9 +255,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.full and not args.quick:
         results["full"] = run_block("full data (no NUTS)", ratings,
                                     [m for m in methods if m != "NUTS"], args, out, "_full")
-    path = out.write_json(results)
-    print(f"\nwrote {path} and {len(out.figures)} figures to {out.dir}")
-    return results
+    return out.finish(results)
 
 
 if __name__ == "__main__":

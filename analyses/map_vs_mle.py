@@ -226,9 +226,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "max_underdetermined_users_mle": int(ranks_df["underdetermined_users"].max()),
         },
     }
-    path = out.write_json(results)
-    print(f"\nwrote {path} and {len(out.figures)} figures to {out.dir}")
-    return results
+    return out.finish(results)
 
 
 if __name__ == "__main__":

@@ -175,9 +175,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "table": df,
         "chosen": chosen_df,
     }
-    path = out.write_json(results)
-    print(f"\nwrote {path} and {len(out.figures)} figures to {out.dir}")
-    return results
+    return out.finish(results)
 
 
 if __name__ == "__main__":

@@ -180,9 +180,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "ranks": {m: r.ranks for m, r in res.items()},
         "seconds": {m: r.seconds for m, r in res.items()},
     }
-    path = out.write_json(results)
-    print(f"\nwrote {path} and {len(out.figures)} figures to {out.dir}")
-    return results
+    return out.finish(results)
 
 
 if __name__ == "__main__":
