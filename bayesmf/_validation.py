@@ -17,6 +17,13 @@ def check_positive_int(value: object, name: str) -> int:
     return int(value)
 
 
+def check_bool(value: object, name: str) -> bool:
+    """Return ``value`` as a bool, raising if it is not ``True``/``False`` (NumPy's included)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise BayesMFError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_nonnegative_int(value: object, name: str) -> int:
     """Return ``value`` as an int, raising if it is not an integer >= 0."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 0:

@@ -55,6 +55,8 @@ RHAT_OK = 1.01
 RHAT_WARN = 1.05
 ESS_OK = 400.0
 ESS_WARN = 100.0
+#: verdicts from best to worst
+VERDICT_ORDER = {"ok": 0, "warn": 1, "fail": 2}
 
 
 def verdict(r_hat: float, ess_bulk: float, ess_tail: float) -> str:
@@ -325,8 +327,7 @@ def diagnose(
     df = pd.DataFrame(rows, columns=["quantity", "kind", "group", "mean", "sd", "r_hat",
                                      "ess_bulk", "ess_tail", "mcse_mean", "value", "verdict",
                                      "note"])
-    order = {"ok": 0, "warn": 1, "fail": 2}
-    df.attrs["verdict"] = max(df["verdict"], key=order.__getitem__) if len(df) else "ok"
+    df.attrs["verdict"] = max(df["verdict"], key=VERDICT_ORDER.__getitem__) if len(df) else "ok"
     return df
 
 
@@ -355,8 +356,8 @@ def check_convergence(fit: Any, stacklevel: int = 2) -> pd.DataFrame | None:
     table = diagnose(fit)
     bad = table[table["verdict"] != "ok"]
     if len(bad):
-        order = {"warn": 1, "fail": 2}
-        worst = max(bad.itertuples(), key=lambda r: (order[r.verdict], r.kind == "quantity",
+        worst = max(bad.itertuples(), key=lambda r: (VERDICT_ORDER[r.verdict],
+                                                     r.kind == "quantity",
                                                      np.nan_to_num(r.r_hat)))
         if worst.group == "pred_mean":  # name the pair, not the summary row
             of_n, pair = worst.note.split(";")[0].split(": ", 1)
@@ -387,13 +388,12 @@ def _pair_kind(quantity: str) -> str:
 
 def _summarise_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Replace the per-pair ``pred_mean`` rows by one worst-case row per kind of pair."""
-    order = {"ok": 0, "warn": 1, "fail": 2}
     pairs = [r for r in rows if r["group"] == "pred_mean"]
     out = [r for r in rows if r["group"] != "pred_mean"]
     kinds = list(dict.fromkeys(_pair_kind(r["quantity"]) for r in pairs))
     for kind in kinds:
         group = [r for r in pairs if _pair_kind(r["quantity"]) == kind]
-        worst = max(group, key=lambda r: (order[r["verdict"]], r["r_hat"]))
+        worst = max(group, key=lambda r: (VERDICT_ORDER[r["verdict"]], r["r_hat"]))
         n_warn = sum(r["verdict"] == "warn" for r in group)
         n_fail = sum(r["verdict"] == "fail" for r in group)
         count = f"{len(group)} pair{'s' if len(group) != 1 else ''}"

@@ -57,6 +57,20 @@ class FitBase:
     def _check_fitted(self) -> None:
         check_fitted(self, self._fitted_attr)
 
+    def _check_convergence(self) -> None:
+        """End of an MCMC ``fit``: set ``diagnostics_`` and warn unless it is all ``ok``.
+
+        Runs :func:`bayesmf.diagnostics.check_convergence` when the estimator's
+        ``check_convergence`` argument is true (None for one chain); the warning points at the
+        caller of ``fit``.
+        """
+        self.diagnostics_ = None
+        if getattr(self, "check_convergence", False):
+            from bayesmf.diagnostics import check_convergence
+
+            # frames: check_convergence <- this method <- fit <- the user's call
+            self.diagnostics_ = check_convergence(self, stacklevel=3)
+
     # ------------------------------------------------------------------ delegation
     def predict(self, pairs: pd.DataFrame, **kwargs: Any) -> pd.DataFrame:
         """Predict ratings with uncertainty for (user, item) pairs.

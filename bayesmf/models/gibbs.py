@@ -63,6 +63,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bayesmf._validation import (
+    check_bool,
     check_choice,
     check_positive_float,
     check_positive_int,
@@ -304,12 +305,8 @@ class GibbsPMF(FitBase):
                 raise BayesMFError(
                     f"thin={self.thin} exceeds draws={self.draws}: no draw would be kept"
                 )
-        if not isinstance(self.biases, (bool, np.bool_)):
-            raise BayesMFError(f"biases must be True or False, got {self.biases!r}")
-        if not isinstance(self.check_convergence, (bool, np.bool_)):
-            raise BayesMFError(
-                f"check_convergence must be True or False, got {self.check_convergence!r}"
-            )
+        check_bool(self.biases, "biases")
+        check_bool(self.check_convergence, "check_convergence")
         check_choice(self.hyperprior, "hyperprior", HYPERPRIORS)
         check_choice(self.init, "init", INITS)
         check_choice(self.store, "store", STORES)
@@ -489,11 +486,7 @@ class GibbsPMF(FitBase):
             self.probe_mean_ = None
             self.probe_sd_ = None
         self.fit_time_ = time.perf_counter() - t0
-        self.diagnostics_ = None
-        if self.check_convergence:
-            from bayesmf.diagnostics import check_convergence
-
-            self.diagnostics_ = check_convergence(self, stacklevel=2)
+        self._check_convergence()
         return self
 
     def _workers(self, chains: int, nnz: int, sweeps: int) -> int:

@@ -30,6 +30,7 @@ from pymc.backends.ndarray import NDArray
 
 from bayesmf._validation import (
     as_rng,
+    check_bool,
     check_choice,
     check_positive_float,
     check_positive_int,
@@ -469,10 +470,7 @@ class NUTSPMF(_PyMCFit):
         check_choice(self.parametrization, "parametrization", PARAMETRIZATIONS)
         if self.cores is not None:
             check_positive_int(self.cores, "cores")
-        if not isinstance(self.check_convergence, (bool, np.bool_)):
-            raise BayesMFError(
-                f"check_convergence must be True or False, got {self.check_convergence!r}"
-            )
+        check_bool(self.check_convergence, "check_convergence")
         if sampler == "nutpie":
             # nutpie holds every draw of the stored variables in float64 before we convert
             nbytes = estimate_draws_bytes(
@@ -539,11 +537,7 @@ class NUTSPMF(_PyMCFit):
             },
         )
         self.fit_time_ = time.perf_counter() - t0
-        self.diagnostics_ = None
-        if self.check_convergence:
-            from bayesmf.diagnostics import check_convergence
-
-            self.diagnostics_ = check_convergence(self, stacklevel=2)
+        self._check_convergence()
         return self
 
     def _sample_pymc(self, model, chains, draws, tune, thin, seed, data):
