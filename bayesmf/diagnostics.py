@@ -169,6 +169,7 @@ def identifiable_draws(
     out["pred_mean"] = xr.DataArray(
         d.values, dims=("chain", "draw", "probe"),
         coords={"chain": post["chain"].values, "draw": post["draw"].values, "probe": labels},
+        attrs={"kind": kinds},  # rated / unrated / "" per probe, for the summary rows
     )
     ds = xr.Dataset({k: v.reset_coords(drop=True) if isinstance(v, xr.DataArray) else v
                      for k, v in out.items()})
@@ -320,7 +321,10 @@ def diagnose(
             "value": np.nan, "verdict": verdict(r_hat, b, t), "note": note,
         })
     if not per_pair:
-        rows = _summarise_pairs(rows)
+        pm = ds["pred_mean"]
+        kind_of = dict(zip((f"pred_mean[{lab}]" for lab in pm["probe"].values),
+                           pm.attrs["kind"], strict=True))
+        rows = _summarise_pairs(rows, kind_of)
     for row in _sampler_rows(fit):
         rows.append({"group": row["quantity"], "mean": np.nan, "sd": np.nan, "r_hat": np.nan,
                      "ess_bulk": np.nan, "ess_tail": np.nan, "mcse_mean": np.nan, **row})
@@ -378,21 +382,16 @@ def check_convergence(fit: Any, stacklevel: int = 2) -> pd.DataFrame | None:
     return table
 
 
-def _pair_kind(quantity: str) -> str:
-    label = quantity[len("pred_mean["):-1]
-    for kind in ("unrated", "rated"):
-        if label.endswith(" " + kind):
-            return kind
-    return ""
+def _summarise_pairs(rows: list[dict[str, Any]],
+                     kind_of: dict[str, str]) -> list[dict[str, Any]]:
+    """Replace the per-pair ``pred_mean`` rows by one worst-case row per kind of pair.
 
-
-def _summarise_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Replace the per-pair ``pred_mean`` rows by one worst-case row per kind of pair."""
+    ``kind_of`` maps a row's ``quantity`` to its pair's kind (``rated``, ``unrated`` or ``""``).
+    """
     pairs = [r for r in rows if r["group"] == "pred_mean"]
     out = [r for r in rows if r["group"] != "pred_mean"]
-    kinds = list(dict.fromkeys(_pair_kind(r["quantity"]) for r in pairs))
-    for kind in kinds:
-        group = [r for r in pairs if _pair_kind(r["quantity"]) == kind]
+    for kind in dict.fromkeys(kind_of[r["quantity"]] for r in pairs):
+        group = [r for r in pairs if kind_of[r["quantity"]] == kind]
         worst = max(group, key=lambda r: (VERDICT_ORDER[r["verdict"]], r["r_hat"]))
         n_warn = sum(r["verdict"] == "warn" for r in group)
         n_fail = sum(r["verdict"] == "fail" for r in group)
