@@ -236,6 +236,7 @@ def test_not_fitted_errors() -> None:
         ({"max_iter": 0}, "max_iter"),
         ({"method": "bayes"}, "method"),
         ({"init_scale": -1}, "init_scale"),
+        ({"init": "svd"}, "init"),
     ],
 )
 def test_bad_arguments(kwargs, match) -> None:
@@ -288,25 +289,27 @@ def test_thread_choice_times_serial_against_threaded_sweeps(monkeypatch):
 
     monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
     small = _ThreadChoice(PARALLEL_TRIAL_MIN_WORK - 1)
-    assert not any(small.for_sweep(s) for s in range(1, 10))
+    assert all(small.for_sweep(s) == (False, False) for s in range(1, 10))
     large = _ThreadChoice(PARALLEL_MIN_WORK_ALS)
-    assert all(large.for_sweep(s) for s in range(1, 10))
+    assert all(large.for_sweep(s) == (True, True) for s in range(1, 10))
     for threaded_time, expect in ((0.5, True), (0.95, False)):
         mid = _ThreadChoice(PARALLEL_TRIAL_MIN_WORK)
         modes = []
         for s in range(1, TRIAL_SWEEPS + 1):
-            modes.append(mid.for_sweep(s))
-            # the first threaded sweep is slow (thread start-up): the best time counts
-            t = (5.0 if s == 2 else threaded_time) if modes[-1] else 1.0
+            par_u, par_i = mid.for_sweep(s)
+            assert par_i  # the item halves run threaded during the trial
+            modes.append(par_u)
+            # the first threaded half is slow (thread start-up): the best time counts
+            t = (5.0 if s == 2 else threaded_time) if par_u else 1.0
             mid.record(s, t)
-        assert modes == [False, True] * (TRIAL_SWEEPS // 2)
-        assert mid.for_sweep(TRIAL_SWEEPS + 1) is expect
+        assert modes == [False] + [True] * (TRIAL_SWEEPS - 1)
+        assert mid.for_sweep(TRIAL_SWEEPS + 1) == (expect, expect)
     monkeypatch.setattr(numba, "get_num_threads", lambda: 1)
-    assert not _ThreadChoice(PARALLEL_MIN_WORK_ALS).for_sweep(3)
+    assert _ThreadChoice(PARALLEL_MIN_WORK_ALS).for_sweep(3) == (False, False)
 
 
 def test_fit_does_not_depend_on_threads():
-    """Trial sweeps 2 and 4 run threaded (2 numba threads); one thread gives the same fit."""
+    """Trial sweeps 2 and 3 and every item half run threaded (2 numba threads); one thread gives the same fit."""
     import numba
 
     from bayesmf.models.pmf import PARALLEL_TRIAL_MIN_WORK

@@ -153,6 +153,7 @@ def _als_half_sweep_impl(
     X_out: np.ndarray,
     underdetermined_out: np.ndarray,
     pred_out: np.ndarray,
+    design_out: np.ndarray,
 ) -> None:
     """Body of :func:`als_half_sweep`, compiled twice (serial and parallel)."""
     d = Y.shape[1]
@@ -164,6 +165,7 @@ def _als_half_sweep_impl(
         else:
             all_zero_reg = False
     do_pred = pred_out.shape[0] > 0
+    n_design = design_out.shape[1] if design_out.shape[0] > 0 else 0
     reg_inv = np.zeros(d)
     if not any_zero_reg:
         for a in range(d):
@@ -201,6 +203,8 @@ def _als_half_sweep_impl(
             underdetermined_out[r] = fallback
             for a in range(d):
                 X_out[r, a] = x[a]
+            for a in range(n_design):
+                design_out[r, a] = x[a]
             if do_pred:
                 for p in range(indptr[r], indptr[r + 1]):
                     j = indices[p]
@@ -224,6 +228,7 @@ _als_half_sweep_parallel = njit(parallel=True, cache=True)(
 )
 
 _NO_PRED = np.empty(0)
+_NO_DESIGN = np.empty((0, 0))
 
 #: ``nnz * d^2`` from which :func:`als_half_sweep` runs in parallel by default
 PARALLEL_MIN_WORK_ALS = 30_000_000
@@ -240,6 +245,7 @@ def als_half_sweep(
     underdetermined_out: np.ndarray,
     parallel: bool | None = None,
     pred_out: np.ndarray | None = None,
+    design_out: np.ndarray | None = None,
 ) -> None:
     """Solve every row's ridge system, writing the solutions into ``X_out``.
 
@@ -272,6 +278,10 @@ def als_half_sweep(
         If given, also write the fitted value of every entry in CSR order,
         ``pred_out[p] = offset[j] + Y[j] . X_out[r]`` (the model's prediction of rating ``p``
         after this half-sweep), while the rows are still in cache.
+    design_out : ndarray, shape (n_rows, d), optional
+        If given, also write the first ``d - 1`` coordinates of each solution (the factors)
+        into it, leaving its last column alone: the design matrix of the next half-sweep, whose
+        last column is the ones that multiply the bias.
     """
     d = Y.shape[1]
     if parallel is None:
@@ -281,7 +291,13 @@ def als_half_sweep(
         pred_out = _NO_PRED
     elif pred_out.shape[0] != indices.shape[0]:
         raise ValueError("pred_out must have one entry per stored rating")
-    fn(indptr, indices, data, Y, offset, reg, X_out, underdetermined_out, pred_out)
+    if design_out is None:
+        design = _NO_DESIGN
+    elif design_out.shape != X_out.shape:
+        raise ValueError("design_out must have the shape of X_out")
+    else:
+        design = design_out[:, : X_out.shape[1] - 1]
+    fn(indptr, indices, data, Y, offset, reg, X_out, underdetermined_out, pred_out, design)
 
 
 def als_half_sweep_reference(

@@ -34,24 +34,38 @@ def squared_error(
     return total
 
 
+@njit(cache=True, fastmath=True)
 def regularised_objective(
     sse: float,
-    U: np.ndarray,
-    V: np.ndarray,
-    bu: np.ndarray,
-    bi: np.ndarray,
+    Xu: np.ndarray,
+    Xv: np.ndarray,
+    k: int,
     lambda_u: float,
     lambda_v: float,
     lambda_bias: float,
 ) -> float:
     """``sse/2 + (lambda_u ||U||^2 + lambda_v ||V||^2 + lambda_bias (||bu||^2 + ||bi||^2)) / 2``.
 
-    This is the negative log posterior of PMF (up to constants and a factor ``sigma^2``) with
-    Gaussian priors; ``lambda = sigma^2 / sigma_prior^2``.
+    ``Xu`` and ``Xv`` hold the factors in their first ``k`` columns and, when they have a
+    ``k + 1``-th column, the biases there (the ALS solver's ``[factors, bias]`` rows). This is
+    the negative log posterior of PMF (up to constants and a factor ``sigma^2``) with Gaussian
+    priors; ``lambda = sigma^2 / sigma_prior^2``.
     """
-    pen = lambda_u * float(np.sum(U * U)) + lambda_v * float(np.sum(V * V))
-    pen += lambda_bias * (float(np.sum(bu * bu)) + float(np.sum(bi * bi)))
-    return 0.5 * (sse + pen)
+    sums = np.zeros(4)  # ||Xu||^2, ||Xv||^2 and the bias columns' parts of each
+    for side in range(2):
+        X = Xu if side == 0 else Xv
+        flat = X.ravel()
+        total = 0.0
+        for p in range(flat.shape[0]):  # contiguous: vectorises
+            total += flat[p] * flat[p]
+        extra = 0.0
+        for r in range(X.shape[0]):
+            for a in range(k, X.shape[1]):
+                extra += X[r, a] * X[r, a]
+        sums[side] = total - extra
+        sums[2 + side] = extra
+    fu, fv, bias = sums[0], sums[1], sums[2] + sums[3]
+    return 0.5 * (sse + lambda_u * fu + lambda_v * fv + lambda_bias * bias)
 
 
 @njit(cache=True, fastmath=True)
