@@ -281,10 +281,11 @@ class PMF(PointFit):
         regularised bias baseline and factors from a truncated SVD of the residual matrix with
         its missing entries as zeros (:func:`bayesmf.kernels.spectral.spectral_start`, a few
         sparse passes). It depends on the data which converges sooner: on an 80/20 split of
-        ml-latest-small at rank 10 the spectral start reaches ``tol`` in 9-12 sweeps instead
-        of 15-17 at a slightly lower objective, but on 1M synthetic ratings of an isotropic
-        rank-32 model with power-law activity it takes 26 sweeps instead of 9 (the zero-filled
-        SVD over-weights the most active rows, and ALS turns away from that subspace slowly).
+        ml-latest-small at rank 10 (seeds 0-3) the spectral start reaches ``tol`` in 10-12
+        sweeps instead of 15-17, at about the same objective, but on 1M synthetic ratings of
+        an isotropic rank-32 model with power-law activity it takes 26 sweeps instead of 9
+        (the zero-filled SVD over-weights the most active rows, and ALS turns away from that
+        subspace slowly).
 
     Attributes
     ----------
