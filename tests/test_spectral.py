@@ -8,9 +8,9 @@ import pytest
 
 from bayesmf.data import Ratings
 from bayesmf.datasets import make_synthetic
-from bayesmf.kernels.als import als_half_sweep
+from bayesmf.kernels.als import als_half_sweep, bias_passes
 from bayesmf.kernels.objective import regularised_objective
-from bayesmf.kernels.spectral import bias_passes, spectral_start, truncated_svd
+from bayesmf.kernels.spectral import spectral_start, truncated_svd
 from bayesmf.models.pmf import PMF
 
 
@@ -33,7 +33,9 @@ def test_bias_passes_reach_the_ridge_solution(synth: Ratings) -> None:
     """Many alternating passes converge to the exact minimiser of the ridge bias objective."""
     lam, mu = 2.0, synth.global_mean
     u, i = synth.by_user, synth.by_item
-    bu, bi = bias_passes(u.indptr, u.indices, u.data, i.indptr, i.indices, i.data, mu, lam, 300)
+    bu, bi = np.zeros(synth.n_users), np.zeros(synth.n_items)
+    bias_passes(u.indptr, u.indices, u.data, i.indptr, i.indices, i.data, mu, lam, lam, bu, bi,
+                300)
     nu, ni = synth.n_users, synth.n_items
     X = np.zeros((synth.nnz, nu + ni))
     X[np.arange(synth.nnz), synth.users] = 1.0
@@ -137,3 +139,18 @@ def test_half_sweep_writes_the_next_design_matrix(synth: Ratings, parallel: bool
     with pytest.raises(ValueError, match="design_out"):
         als_half_sweep(u.indptr, u.indices, u.data, Y, np.zeros(synth.n_items), np.full(d, 1.0),
                        X, under, design_out=np.empty((3, d)))
+
+
+def test_orthonormal_columns_including_the_rank_deficient_fallback() -> None:
+    from bayesmf.kernels.spectral import _cholesky_qr2, _orthonormal_columns
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 6))
+    Q = _orthonormal_columns(X)  # Cholesky-QR2
+    np.testing.assert_allclose(Q.T @ Q, np.eye(6), atol=1e-12)
+    np.testing.assert_allclose(Q @ (Q.T @ X), X, atol=1e-10)  # same column space
+    X[:, 5] = 0.0  # a zero column: a zero Cholesky pivot, so Householder QR takes over
+    assert not _cholesky_qr2(X.copy())
+    Q = _orthonormal_columns(X)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(6), atol=1e-12)
+    np.testing.assert_allclose(Q @ (Q.T @ X), X, atol=1e-10)

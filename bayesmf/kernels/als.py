@@ -214,6 +214,45 @@ def _als_half_sweep_impl(
                     pred_out[p] = s
 
 
+@njit(cache=True)
+def bias_passes(
+    u_indptr: np.ndarray,
+    u_indices: np.ndarray,
+    u_data: np.ndarray,
+    i_indptr: np.ndarray,
+    i_indices: np.ndarray,
+    i_data: np.ndarray,
+    mu: float,
+    lam_user: float,
+    lam_item: float,
+    bu: np.ndarray,
+    bi: np.ndarray,
+    n_pass: int,
+) -> None:
+    """Alternating ridge passes of the bias-only model, items first, updating ``bu, bi``.
+
+    Each pass sets ``b_i = sum_u (r_ui - mu - b_u) / (lam_item + n_i)`` over the item's
+    ratings and then ``b_u = sum_i (r_ui - mu - b_i) / (lam_user + n_u)``: the exact minimiser
+    of ``sum (r - mu - b_u - b_i)^2 + lam_user ||b_u||^2 + lam_item ||b_i||^2`` in each block
+    given the other. A row with no ratings and no penalty gets 0.
+    """
+    nu = u_indptr.shape[0] - 1
+    ni = i_indptr.shape[0] - 1
+    for _ in range(n_pass):
+        for i in range(ni):
+            s = 0.0
+            for p in range(i_indptr[i], i_indptr[i + 1]):
+                s += i_data[p] - mu - bu[i_indices[p]]
+            n = i_indptr[i + 1] - i_indptr[i]
+            bi[i] = s / (lam_item + n) if lam_item + n > 0 else 0.0
+        for u in range(nu):
+            s = 0.0
+            for p in range(u_indptr[u], u_indptr[u + 1]):
+                s += u_data[p] - mu - bi[u_indices[p]]
+            n = u_indptr[u + 1] - u_indptr[u]
+            bu[u] = s / (lam_user + n) if lam_user + n > 0 else 0.0
+
+
 def _renamed(fn: Callable, name: str) -> Callable:
     """A copy of ``fn`` under another name, so numba caches its two compilations apart."""
     out = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)

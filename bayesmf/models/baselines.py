@@ -38,6 +38,7 @@ from bayesmf._validation import (
 )
 from bayesmf.data import Ratings, RatingScale
 from bayesmf.exceptions import BayesMFError, DataError
+from bayesmf.kernels.als import bias_passes
 from bayesmf.models.base import FitBase
 
 __all__ = [
@@ -290,17 +291,13 @@ class BiasBaseline(_BiasesBaseline):
 
         lu, li = float(self.lambda_user), float(self.lambda_item)
         users, items, r = ratings.users, ratings.items, ratings.values - mu
-        nu = np.bincount(users, minlength=ratings.n_users).astype(float)
-        ni = np.bincount(items, minlength=ratings.n_items).astype(float)
+        by_user, by_item = ratings.by_user, ratings.by_item
         bu = np.zeros(ratings.n_users)
         bi = np.zeros(ratings.n_items)
         rows = []
         for sweep in range(1, int(self.n_iter) + 1):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                bi = np.bincount(items, weights=r - bu[users], minlength=ratings.n_items) / (li + ni)
-                bi = np.nan_to_num(bi, nan=0.0)
-                bu = np.bincount(users, weights=r - bi[items], minlength=ratings.n_users) / (lu + nu)
-                bu = np.nan_to_num(bu, nan=0.0)
+            bias_passes(by_user.indptr, by_user.indices, by_user.data, by_item.indptr,
+                        by_item.indices, by_item.data, mu, lu, li, bu, bi, 1)
             resid = r - bu[users] - bi[items]
             sse = float(resid @ resid)
             rows.append(
