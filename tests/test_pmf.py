@@ -50,7 +50,8 @@ def test_objective_decreases_monotonically(synth) -> None:
     for method in ("map", "mle"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            fit = PMF(rank=3, method=method, max_iter=25, tol=1e-12, random_state=3).fit(train)
+            fit = PMF(rank=3, method=method, max_iter=25, tol=1e-12, random_state=3,
+                      accelerate=False).fit(train)
         obj = fit.history_["objective"].to_numpy()
         assert len(obj) >= 10
         assert np.all(np.diff(obj) <= 1e-9 * np.abs(obj[:-1])), method
@@ -237,6 +238,7 @@ def test_not_fitted_errors() -> None:
         ({"method": "bayes"}, "method"),
         ({"init_scale": -1}, "init_scale"),
         ({"init": "svd"}, "init"),
+        ({"accelerate": "yes"}, "accelerate"),
     ],
 )
 def test_bad_arguments(kwargs, match) -> None:

@@ -390,6 +390,55 @@ _predict_observed_parallel = njit(parallel=True, cache=True, fastmath=True)(
 PARALLEL_MIN_WORK = 4_000_000
 
 
+def _predict_solutions_impl(users, items, Xu, Xv, k, mu, out):  # noqa: ANN001
+    """Body of :func:`predict_solutions`, compiled twice (serial and parallel)."""
+    biases = Xu.shape[1] > k
+    for p in prange(users.shape[0]):
+        u = users[p]
+        i = items[p]
+        s = mu
+        if biases:
+            s += Xu[u, k] + Xv[i, k]
+        for a in range(k):
+            s += Xu[u, a] * Xv[i, a]
+        out[p] = s
+
+
+_predict_solutions_serial = njit(cache=True, fastmath=True)(
+    _renamed(_predict_solutions_impl, "_predict_solutions_serial")
+)
+_predict_solutions_parallel = njit(parallel=True, cache=True, fastmath=True)(
+    _renamed(_predict_solutions_impl, "_predict_solutions_parallel")
+)
+
+
+def predict_solutions(
+    users: np.ndarray,
+    items: np.ndarray,
+    Xu: np.ndarray,
+    Xv: np.ndarray,
+    k: int,
+    mu: float,
+    out: np.ndarray,
+    parallel: bool | None = None,
+) -> None:
+    """``out[p] = mu + U[u] . V[i] (+ b_u + b_i)`` straight from the ALS solution rows.
+
+    ``Xu`` and ``Xv`` are the solver's ``[factors, bias]`` rows: the first ``k`` columns are
+    the factors and a ``k + 1``-th column, if present, the bias. Reading them in place avoids
+    copying strided factor and bias views out first. ``parallel``: run on all numba threads
+    (True), on one (False), or decide from the amount of work (None).
+    """
+    if Xu.shape[1] != Xv.shape[1] or not k <= Xu.shape[1] <= k + 1:
+        raise ValueError("Xu and Xv must both have k or k + 1 columns")
+    if parallel is None:
+        parallel = users.shape[0] * max(1, k) >= PARALLEL_MIN_WORK
+    if parallel:
+        _predict_solutions_parallel(users, items, Xu, Xv, int(k), float(mu), out)
+    else:
+        _predict_solutions_serial(users, items, Xu, Xv, int(k), float(mu), out)
+
+
 def predict_observed(
     users: np.ndarray,
     items: np.ndarray,
