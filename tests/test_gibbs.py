@@ -622,6 +622,16 @@ def test_ctrl_c_stops_worker_processes_and_keeps_their_draws(recovery_data, monk
     assert np.all(np.isfinite(g.idata_.posterior["U"].values))
 
 
+def test_too_few_draws_to_check_convergence_warn_instead_of_failing(recovery_data):
+    """An interrupted or tiny run keeps its draws; the check says it was skipped and why."""
+    train, _, _ = recovery_data
+    g = GibbsPMF(rank=2, chains=1, tune=5, draws=3, random_state=0, progress=False,
+                 check_convergence=True)
+    with pytest.warns(RuntimeWarning, match="3 posterior draw.*too few to check"):
+        g.fit(train)
+    assert g.diagnostics_ is None and g.idata_.posterior.sizes["draw"] == 3
+
+
 def test_scratch_dir_falls_back_to_the_temp_dir_when_shared_memory_is_short(monkeypatch):
     import collections
     import shutil

@@ -12,6 +12,7 @@ implementation serves all fits.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -68,6 +69,16 @@ class FitBase:
         if getattr(self, "check_convergence", False):
             from bayesmf.diagnostics import check_convergence
 
+            post = self.idata_.posterior
+            if post.sizes["chain"] * post.sizes["draw"] < 4:
+                # e.g. Ctrl-C before four draws were kept: return them, say why unchecked
+                warnings.warn(
+                    f"{type(self).__name__}: only {post.sizes['chain'] * post.sizes['draw']} "
+                    "posterior draw(s) kept, too few to check convergence (needs 4)",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return
             # frames: check_convergence <- this method <- fit <- the user's call
             self.diagnostics_ = check_convergence(self, stacklevel=3)
 
