@@ -236,21 +236,29 @@ def bias_passes(
     of ``sum (r - mu - b_u - b_i)^2 + lam_user ||b_u||^2 + lam_item ||b_i||^2`` in each block
     given the other. A row with no ratings and no penalty gets 0.
     """
-    nu = u_indptr.shape[0] - 1
-    ni = i_indptr.shape[0] - 1
     for _ in range(n_pass):
-        for i in range(ni):
-            s = 0.0
-            for p in range(i_indptr[i], i_indptr[i + 1]):
-                s += i_data[p] - mu - bu[i_indices[p]]
-            n = i_indptr[i + 1] - i_indptr[i]
-            bi[i] = s / (lam_item + n) if lam_item + n > 0 else 0.0
-        for u in range(nu):
-            s = 0.0
-            for p in range(u_indptr[u], u_indptr[u + 1]):
-                s += u_data[p] - mu - bi[u_indices[p]]
-            n = u_indptr[u + 1] - u_indptr[u]
-            bu[u] = s / (lam_user + n) if lam_user + n > 0 else 0.0
+        _bias_pass(i_indptr, i_indices, i_data, mu, lam_item, bu, bi)
+        _bias_pass(u_indptr, u_indices, u_data, mu, lam_user, bi, bu)
+
+
+@njit(cache=True)
+def _bias_pass(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    mu: float,
+    lam: float,
+    other: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out[r] = sum_p (r_p - mu - other[j_p]) / (lam + n_r)`` over each CSR row (0 if empty
+    and unpenalised): one side's half of :func:`bias_passes`."""
+    for r in range(indptr.shape[0] - 1):
+        s = 0.0
+        for p in range(indptr[r], indptr[r + 1]):
+            s += data[p] - mu - other[indices[p]]
+        n = indptr[r + 1] - indptr[r]
+        out[r] = s / (lam + n) if lam + n > 0 else 0.0
 
 
 def _renamed(fn: Callable, name: str) -> Callable:
@@ -330,13 +338,22 @@ def als_half_sweep(
         pred_out = _NO_PRED
     elif pred_out.shape[0] != indices.shape[0]:
         raise ValueError("pred_out must have one entry per stored rating")
-    if design_out is None:
-        design = _NO_DESIGN
-    elif design_out.shape != X_out.shape:
-        raise ValueError("design_out must have the shape of X_out")
-    else:
-        design = design_out[:, : X_out.shape[1] - 1]
+    design = design_columns(design_out, X_out.shape, "X_out")
     fn(indptr, indices, data, Y, offset, reg, X_out, underdetermined_out, pred_out, design)
+
+
+def design_columns(design_out: np.ndarray | None, shape: tuple[int, ...], like: str) -> np.ndarray:
+    """The factor columns of a design matrix a kernel should also write, checked.
+
+    ``design_out`` (optional, same shape as the solutions ``like``) is the next half-sweep's
+    design matrix: the kernel writes its first ``d - 1`` columns and leaves the last one, the
+    ones that multiply the bias, alone. Returns that view, or an empty array for "none".
+    """
+    if design_out is None:
+        return _NO_DESIGN
+    if design_out.shape != shape:
+        raise ValueError(f"design_out must have the shape of {like}")
+    return design_out[:, : shape[1] - 1]
 
 
 def als_half_sweep_reference(

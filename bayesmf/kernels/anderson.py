@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from bayesmf.kernels.als import _renamed
+from bayesmf.kernels.als import _renamed, design_columns
 
 #: the state vectors are split into this many contiguous chunks for the parallel passes
 N_CHUNKS = 32
@@ -203,9 +203,6 @@ _extrapolate_parallel = njit(parallel=True, cache=True, fastmath=True)(
     _renamed(_extrapolate_impl, "_anderson_extrapolate_parallel")
 )
 
-_NO_DESIGN = np.empty((0, 0))
-
-
 def anderson_extrapolate(
     G: np.ndarray,
     dG: np.ndarray,
@@ -234,11 +231,6 @@ def anderson_extrapolate(
     """
     if dG.shape[1:] != G.shape or X_out.shape != G.shape or gamma.shape != (dG.shape[0],):
         raise ValueError("G, X_out, dG[j] and gamma must agree in shape")
-    if design_out is None:
-        design = _NO_DESIGN
-    elif design_out.shape != G.shape:
-        raise ValueError("design_out must have the shape of G")
-    else:
-        design = design_out[:, : G.shape[1] - 1]
+    design = design_columns(design_out, G.shape, "G")
     fn = _extrapolate_parallel if parallel else _extrapolate_serial
     fn(G, dG, gamma, X_out, design)
