@@ -23,6 +23,7 @@ from bayesmf.evaluate import (
     mean_interval_width,
     rmse,
     summarize_cv,
+    warm_up,
 )
 from bayesmf.exceptions import BayesMFError, DataError
 from bayesmf.models.baselines import (
@@ -31,6 +32,8 @@ from bayesmf.models.baselines import (
     UniformRandomBaseline,
     UserMeanBaseline,
 )
+from bayesmf.models.gibbs import GibbsPMF
+from bayesmf.models.pmf import PMF
 
 
 # ------------------------------------------------------------------ point metrics
@@ -358,3 +361,62 @@ def test_evaluate_gibbs_fit_is_calibrated_on_synthetic():
     sig = post["sigma"].values.reshape(-1)
     assert res["lpd"] == pytest.approx(log_predictive_density_from_draws(test.values, m, sig),
                                        rel=1e-4)
+
+
+# ------------------------------------------------------------------ warm-up before timed fits
+class _RecordingPMF(PMF):
+    """PMF that records the iteration cap and data size of every fit."""
+
+    fits: list[tuple[int, int]] = []
+
+    def fit(self, ratings):  # noqa: ANN001, ANN201
+        type(self).fits.append((self.max_iter, ratings.nnz))
+        return super().fit(ratings)
+
+
+class _RecordingGibbs(GibbsPMF):
+    fits: list[int] = []
+
+    def fit(self, ratings, **kw):  # noqa: ANN001, ANN003, ANN201
+        type(self).fits.append(ratings.nnz)
+        return super().fit(ratings, **kw)
+
+
+def _bias_data(n_users: int = 60, n_items: int = 50, n: int = 1500, seed: int = 3) -> Ratings:
+    rng = np.random.default_rng(seed)
+    u, i = rng.integers(0, n_users, n), rng.integers(0, n_items, n)
+    rating = np.clip(np.round(3.4 + rng.normal(0, 0.8, n_users)[u] + rng.normal(0, 0.8, n_items)[i]
+                              + rng.normal(0, 0.5, n)), 1, 5)
+    df = pd.DataFrame({"user": u, "item": i, "rating": rating}).drop_duplicates(["user", "item"])
+    return _ratings(df)
+
+
+def test_warm_up_fits_a_capped_copy_on_a_slice_and_leaves_the_estimator_alone():
+    r = _bias_data()
+    _RecordingPMF.fits = []
+    est = _RecordingPMF(rank=3, max_iter=100, progress=False)
+    assert warm_up(est, r, n_ratings=500) is True
+    assert _RecordingPMF.fits == [(30, 500)]  # max_iter capped at 30, 500 of the ratings
+    assert est.max_iter == 100 and not hasattr(est, "U_")  # the original is untouched
+    assert warm_up(_RecordingPMF(rank=3, max_iter=10), r, n_ratings=10 * r.nnz) is True
+    assert _RecordingPMF.fits[-1] == (10, r.nnz)  # small data: all of it; a lower cap stays
+
+
+def test_warm_up_skips_bayesian_estimators():
+    _RecordingGibbs.fits = []
+    assert warm_up(_RecordingGibbs(rank=2, chains=1, draws=2, tune=1), _bias_data()) is False
+    assert _RecordingGibbs.fits == []
+
+
+def test_cross_validate_warms_up_once_before_the_first_fold():
+    r = _bias_data()
+    folds = _explicit_folds(r, 3)
+    _RecordingPMF.fits = []
+    warm = cross_validate(_RecordingPMF(rank=2, max_iter=50, random_state=0), r, scheme=folds, progress=False)
+    assert len(_RecordingPMF.fits) == 4 and _RecordingPMF.fits[0][0] == 30
+    _RecordingPMF.fits = []
+    cold = cross_validate(_RecordingPMF(rank=2, max_iter=50, random_state=0), r, scheme=folds, progress=False,
+                          warm=False)
+    assert len(_RecordingPMF.fits) == 3
+    # the warm-up fit is thrown away: the folds' results are the same either way
+    np.testing.assert_array_equal(warm["rmse"], cold["rmse"])
