@@ -19,12 +19,10 @@ is a slow, obviously-correct NumPy version used by the tests to check it.
 
 from __future__ import annotations
 
-import types
-from collections.abc import Callable
-
 import numpy as np
 from numba import njit, prange
 
+from bayesmf.kernels._jit import serial_and_parallel
 from bayesmf.kernels.linalg import (
     cholesky_inplace,
     cholesky_solve,
@@ -261,17 +259,8 @@ def _bias_pass(
         out[r] = s / (lam + n) if lam + n > 0 else 0.0
 
 
-def _renamed(fn: Callable, name: str) -> Callable:
-    """A copy of ``fn`` under another name, so numba caches its two compilations apart."""
-    out = types.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
-    out.__qualname__ = name
-    out.__doc__ = fn.__doc__
-    return out
-
-
-_als_half_sweep_serial = njit(cache=True)(_renamed(_als_half_sweep_impl, "_als_half_sweep_serial"))
-_als_half_sweep_parallel = njit(parallel=True, cache=True)(
-    _renamed(_als_half_sweep_impl, "_als_half_sweep_parallel")
+_als_half_sweep_serial, _als_half_sweep_parallel = serial_and_parallel(
+    _als_half_sweep_impl, "_als_half_sweep_serial", "_als_half_sweep_parallel"
 )
 
 _NO_PRED = np.empty(0)
@@ -395,11 +384,9 @@ def _predict_observed_impl(users, items, U, V, mu, bu, bi, out):  # noqa: ANN001
         out[p] = latent_mean(users[p], items[p], U, V, mu, bu, bi)
 
 
-_predict_observed_serial = njit(cache=True, fastmath=True)(
-    _renamed(_predict_observed_impl, "_predict_observed_serial")
-)
-_predict_observed_parallel = njit(parallel=True, cache=True, fastmath=True)(
-    _renamed(_predict_observed_impl, "_predict_observed_parallel")
+_predict_observed_serial, _predict_observed_parallel = serial_and_parallel(
+    _predict_observed_impl, "_predict_observed_serial", "_predict_observed_parallel",
+    fastmath=True,
 )
 
 
@@ -421,11 +408,9 @@ def _predict_solutions_impl(users, items, Xu, Xv, k, mu, out):  # noqa: ANN001
         out[p] = s
 
 
-_predict_solutions_serial = njit(cache=True, fastmath=True)(
-    _renamed(_predict_solutions_impl, "_predict_solutions_serial")
-)
-_predict_solutions_parallel = njit(parallel=True, cache=True, fastmath=True)(
-    _renamed(_predict_solutions_impl, "_predict_solutions_parallel")
+_predict_solutions_serial, _predict_solutions_parallel = serial_and_parallel(
+    _predict_solutions_impl, "_predict_solutions_serial", "_predict_solutions_parallel",
+    fastmath=True,
 )
 
 

@@ -22,9 +22,10 @@ default), so the history costs ``2 m`` state-sized vectors.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from bayesmf.kernels.als import _renamed, design_columns
+from bayesmf.kernels._jit import serial_and_parallel
+from bayesmf.kernels.als import design_columns
 
 #: the state vectors are split into this many contiguous chunks for the parallel passes
 N_CHUNKS = 32
@@ -89,9 +90,8 @@ def _record_impl(
             partial[ch, m + j] = s_b
 
 
-_record_serial = njit(cache=True, fastmath=True)(_renamed(_record_impl, "_anderson_record_serial"))
-_record_parallel = njit(parallel=True, cache=True, fastmath=True)(
-    _renamed(_record_impl, "_anderson_record_parallel")
+_record_serial, _record_parallel = serial_and_parallel(
+    _record_impl, "_anderson_record_serial", "_anderson_record_parallel", fastmath=True
 )
 
 
@@ -196,11 +196,9 @@ def _extrapolate_impl(
                 design_out[r, a] = s
 
 
-_extrapolate_serial = njit(cache=True, fastmath=True)(
-    _renamed(_extrapolate_impl, "_anderson_extrapolate_serial")
-)
-_extrapolate_parallel = njit(parallel=True, cache=True, fastmath=True)(
-    _renamed(_extrapolate_impl, "_anderson_extrapolate_parallel")
+_extrapolate_serial, _extrapolate_parallel = serial_and_parallel(
+    _extrapolate_impl, "_anderson_extrapolate_serial", "_anderson_extrapolate_parallel",
+    fastmath=True,
 )
 
 def anderson_extrapolate(

@@ -34,7 +34,8 @@ import numpy as np
 from numba import njit, prange
 from scipy.linalg import solve_triangular
 
-from bayesmf.kernels.als import N_CHUNKS, _renamed, balanced_chunks
+from bayesmf.kernels._jit import serial_and_parallel
+from bayesmf.kernels.als import N_CHUNKS, balanced_chunks
 from bayesmf.kernels.linalg import (
     _FAST,
     cholesky_inplace,
@@ -194,11 +195,8 @@ def _gibbs_half_sweep_impl(
     return failed
 
 
-gibbs_half_sweep = njit(parallel=True, cache=True)(
-    _renamed(_gibbs_half_sweep_impl, "gibbs_half_sweep")
-)
-gibbs_half_sweep_serial = njit(cache=True, nogil=True)(
-    _renamed(_gibbs_half_sweep_impl, "gibbs_half_sweep_serial")
+gibbs_half_sweep_serial, gibbs_half_sweep = serial_and_parallel(
+    _gibbs_half_sweep_impl, "gibbs_half_sweep_serial", "gibbs_half_sweep", serial_nogil=True
 )
 
 
@@ -347,17 +345,12 @@ def _gibbs_draw_factorised_impl(
             X_out[r, m] = x_last + alpha * X_out[r, m]
 
 
-gibbs_factorise = njit(parallel=True, cache=True)(
-    _renamed(_gibbs_factorise_impl, "gibbs_factorise")
+gibbs_factorise_serial, gibbs_factorise = serial_and_parallel(
+    _gibbs_factorise_impl, "gibbs_factorise_serial", "gibbs_factorise", serial_nogil=True
 )
-gibbs_factorise_serial = njit(cache=True, nogil=True)(
-    _renamed(_gibbs_factorise_impl, "gibbs_factorise_serial")
-)
-gibbs_draw_factorised = njit(parallel=True, cache=True)(
-    _renamed(_gibbs_draw_factorised_impl, "gibbs_draw_factorised")
-)
-gibbs_draw_factorised_serial = njit(cache=True, nogil=True)(
-    _renamed(_gibbs_draw_factorised_impl, "gibbs_draw_factorised_serial")
+gibbs_draw_factorised_serial, gibbs_draw_factorised = serial_and_parallel(
+    _gibbs_draw_factorised_impl, "gibbs_draw_factorised_serial", "gibbs_draw_factorised",
+    serial_nogil=True,
 )
 
 
@@ -421,9 +414,8 @@ def _residual_sums_impl(
     return s1, s2
 
 
-residual_sums = njit(parallel=True, cache=True)(_renamed(_residual_sums_impl, "residual_sums"))
-residual_sums_serial = njit(cache=True, nogil=True)(
-    _renamed(_residual_sums_impl, "residual_sums_serial")
+residual_sums_serial, residual_sums = serial_and_parallel(
+    _residual_sums_impl, "residual_sums_serial", "residual_sums", serial_nogil=True
 )
 
 
