@@ -513,8 +513,9 @@ def _as_probs(interval_prob: float | Sequence[float] | None) -> tuple[float, ...
 
 
 # ---------------------------------------------------------------------------- cross-validation
-def _clone(estimator: Any) -> Any:
-    return type(estimator)(**estimator.get_params())
+def _clone(estimator: Any, **overrides: Any) -> Any:
+    """A fresh, unfitted estimator with ``estimator``'s arguments (some replaced)."""
+    return type(estimator)(**{**estimator.get_params(), **overrides})
 
 
 #: constructor arguments that bound the work of a fit; :func:`warm_up` caps them
@@ -556,17 +557,16 @@ def warm_up(estimator: Any, ratings: Ratings, n_ratings: int = 20_000,
     if getattr(estimator, "is_bayesian", False) or not hasattr(estimator, "get_params"):
         return False
     params = estimator.get_params()
-    for name, cap in _WORK_CAPS.items():
-        if isinstance(params.get(name), int):
-            params[name] = min(params[name], cap)
+    overrides: dict[str, Any] = {name: min(params[name], cap) for name, cap in _WORK_CAPS.items()
+                                 if isinstance(params.get(name), int)}
     if "progress" in params:
-        params["progress"] = False
+        overrides["progress"] = False
     if ratings.nnz > n_ratings:
         rng = np.random.default_rng(random_state)
         ratings = ratings.take(np.sort(rng.choice(ratings.nnz, n_ratings, replace=False)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        type(estimator)(**params).fit(ratings)
+        _clone(estimator, **overrides).fit(ratings)
     return True
 
 
