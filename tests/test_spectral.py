@@ -142,15 +142,33 @@ def test_half_sweep_writes_the_next_design_matrix(synth: Ratings, parallel: bool
 
 
 def test_orthonormal_columns_including_the_rank_deficient_fallback() -> None:
-    from bayesmf.kernels.spectral import _cholesky_qr2, _orthonormal_columns
+    from bayesmf.kernels.spectral import _cholesky_qr, _orthonormal_columns
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(50, 6))
     Q = _orthonormal_columns(X)  # Cholesky-QR2
     np.testing.assert_allclose(Q.T @ Q, np.eye(6), atol=1e-12)
     np.testing.assert_allclose(Q @ (Q.T @ X), X, atol=1e-10)  # same column space
+    # one pass: orthonormal to about cond(X)^2 * eps, the same column space
+    Xc = X * np.array([1.0, 10.0, 100.0, 1.0, 1e3, 1.0])  # cond ~ 1e3
+    Q1 = _orthonormal_columns(Xc, passes=1)
+    assert np.abs(Q1.T @ Q1 - np.eye(6)).max() < 1e-8
+    np.testing.assert_allclose(Q1 @ np.linalg.solve(Q1.T @ Q1, Q1.T @ Xc), Xc, atol=1e-8)
     X[:, 5] = 0.0  # a zero column: a zero Cholesky pivot, so Householder QR takes over
-    assert not _cholesky_qr2(X.copy())
-    Q = _orthonormal_columns(X)
-    np.testing.assert_allclose(Q.T @ Q, np.eye(6), atol=1e-12)
-    np.testing.assert_allclose(Q @ (Q.T @ X), X, atol=1e-10)
+    for passes in (1, 2):
+        assert not _cholesky_qr(X.copy(), passes)
+        Q = _orthonormal_columns(X, passes=passes)
+        np.testing.assert_allclose(Q.T @ Q, np.eye(6), atol=1e-12)
+        np.testing.assert_allclose(Q @ (Q.T @ X), X, atol=1e-10)
+
+
+def test_cross_is_the_symmetrised_product() -> None:
+    from bayesmf.kernels.spectral import _cross
+
+    rng = np.random.default_rng(1)
+    Q, _ = np.linalg.qr(rng.normal(size=(40, 5)))
+    M = rng.normal(size=(40, 40))
+    S = M @ M.T
+    np.testing.assert_allclose(_cross(Q, S @ Q), Q.T @ S @ Q, atol=1e-10)
+    G = _cross(Q, S @ Q)
+    assert np.array_equal(G, G.T)

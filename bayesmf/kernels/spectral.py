@@ -14,10 +14,11 @@ a truncated SVD of the residual matrix gives directly. :func:`spectral_start` co
    is the ridge solution of the fully observed problem.
 
 Its cost is a few sparse products with ``k + oversample`` columns, a fraction of one ALS
-sweep's ``nnz * k^2``. Whether it saves sweeps depends on the data: the zero-filled residual
-matrix weights each row by how often it is observed, so with very uneven activity its top
-singular subspace leans towards the most active users and items, and ALS can take longer to
-turn away from it than to grow factors from a small random start (see ``PMF(init=...)``).
+sweep's ``nnz * k^2``. It is :class:`~bayesmf.models.pmf.PMF`'s default start: on
+ml-latest-small it saves about a third of the sweeps; on synthetic data from the model itself
+it is about even with a small random start (``benchmarks/bench_init.py``). The zero-filled
+residual matrix weights each row by how often it is observed, so with very uneven activity its
+top singular subspace leans towards the most active users and items; the sweeps correct that.
 """
 
 from __future__ import annotations
@@ -111,16 +112,20 @@ def truncated_svd(
     n_rows = rows.indptr.shape[0] - 1
     n_cols = cols.indptr.shape[0] - 1
     p = min(k + oversample, n_rows)
-    Qs = _orthonormal_columns(rng.standard_normal((n_rows, p)))
+    # the iterations only need a basis that is nearly orthonormal (the next product and
+    # orthonormalisation absorb the error): one Cholesky-QR pass; the last block gets two
+    Qs = _orthonormal_columns(rng.standard_normal((n_rows, p)), passes=1)
     tmp = np.empty((n_cols, p))
     out = np.empty((n_rows, p))
-    for _ in range(max(n_iter, 1)):
+    n_iter = max(n_iter, 1)
+    for t in range(n_iter):
         gram_apply(rows.indptr, rows.indices, vals, cols.indptr, cols.indices, t_vals, Qs, tmp,
                    out)
-        Qs = _orthonormal_columns(out)
+        Qs = _orthonormal_columns(out, passes=2 if t == n_iter - 1 else 1)
     gram_apply(rows.indptr, rows.indices, vals, cols.indptr, cols.indices, t_vals, Qs, tmp, out)
     # tmp = A^T Qs (n_cols x p): the SVD of its transpose through the p x p Gram matrix
-    evals, W = np.linalg.eigh(_gram(tmp))
+    # tmp^T tmp = Qs^T A A^T Qs = Qs^T out, a product over the shorter side's rows
+    evals, W = np.linalg.eigh(_cross(Qs, out))
     order = np.argsort(evals)[::-1][:k]
     s = np.sqrt(np.maximum(evals[order], 0.0))
     W = np.ascontiguousarray(W[:, order])
@@ -152,10 +157,32 @@ def _gram(X: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def _times_small(X: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """``X W`` for a tall ``X`` and a small ``W``."""
-    out = np.zeros((X.shape[0], W.shape[1]))
+def _cross(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """``X^T Y`` for two tall, thin blocks with the same number of rows, symmetrised.
+
+    Used where ``X^T Y`` is known to be symmetric (``Qs^T A A^T Qs``); averaging with its
+    transpose removes the rounding asymmetry before ``eigh``.
+    """
+    p = X.shape[1]
+    G = np.zeros((p, p))
     for r in range(X.shape[0]):
+        for a in range(p):
+            xa = X[r, a]
+            for c in range(p):
+                G[a, c] += xa * Y[r, c]
+    for a in range(p):
+        for c in range(a):
+            m = 0.5 * (G[a, c] + G[c, a])
+            G[a, c] = m
+            G[c, a] = m
+    return G
+
+
+@njit(cache=True, parallel=True)
+def _times_small(X: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``X W`` for a tall ``X`` and a small ``W`` (rows in parallel)."""
+    out = np.zeros((X.shape[0], W.shape[1]))
+    for r in prange(X.shape[0]):
         for a in range(X.shape[1]):
             xa = X[r, a]
             for c in range(W.shape[1]):
@@ -164,19 +191,24 @@ def _times_small(X: np.ndarray, W: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def _cholesky_qr2(X: np.ndarray) -> bool:
-    """Orthonormalise the columns of ``X`` in place by two Cholesky-QR passes.
+def _cholesky_qr(X: np.ndarray, passes: int) -> bool:
+    """Orthonormalise the columns of ``X`` in place by ``passes`` Cholesky-QR passes.
 
+    One pass leaves an orthogonality error of about ``cond(X)^2`` times the machine epsilon;
+    two passes (Cholesky-QR2) are orthonormal to rounding, which is checked (to 1e-8).
     Returns ``False`` when ``X`` is too close to rank deficient for it (a Cholesky pivot fails,
-    or the result is not orthonormal to 1e-8); ``X`` is then overwritten with garbage.
+    or, with two passes, the result is not orthonormal); ``X`` is then overwritten with
+    garbage.
     """
     p = X.shape[1]
-    for _ in range(2):
+    for _ in range(passes):
         G = _gram(X)
         if not cholesky_inplace(G):
             return False
         for r in range(X.shape[0]):
             solve_lower(G, X[r], X[r])
+    if passes < 2:
+        return True
     G = _gram(X)
     for a in range(p):
         for c in range(p):
@@ -185,10 +217,14 @@ def _cholesky_qr2(X: np.ndarray) -> bool:
     return True
 
 
-def _orthonormal_columns(X: np.ndarray) -> np.ndarray:
-    """An orthonormal basis of the column space of ``X`` (Cholesky-QR2, else Householder QR)."""
+def _orthonormal_columns(X: np.ndarray, passes: int = 2) -> np.ndarray:
+    """A basis of the column space of ``X`` by Cholesky-QR, else Householder QR.
+
+    ``passes=2`` (Cholesky-QR2) gives an orthonormal basis; ``passes=1`` a cheaper, nearly
+    orthonormal one (see :func:`_cholesky_qr`).
+    """
     Q = np.array(X, dtype=np.float64, order="C")
-    if _cholesky_qr2(Q):
+    if _cholesky_qr(Q, passes):
         return Q
     return np.ascontiguousarray(np.linalg.qr(X)[0])
 
