@@ -72,7 +72,9 @@ def make(method: str, args: Any, sweeps: int, learning_rate: float | None = None
         kw = {} if args.lam is None else {"lambda_u": args.lam, "lambda_v": args.lam}
         if args.lam_bias is not None:
             kw["lambda_bias"] = args.lam_bias
-        return PMF(rank=args.rank, method="map", max_iter=sweeps, tol=1e-12,
+        # the lecture's comparison: both start from small random factors (SGD has no
+        # spectral start, and PMF's default one would hand ALS a head start)
+        return PMF(rank=args.rank, method="map", max_iter=sweeps, tol=1e-12, init="random",
                    random_state=args.seed, **kw)
     from bayesmf.models.sgd import SGDPMF
 
