@@ -9,6 +9,7 @@ from bayesmf.kernels.als import (
     als_half_sweep,
     als_half_sweep_reference,
     balanced_chunks,
+    chunk_order,
     predict_observed,
     row_covariances,
 )
@@ -145,6 +146,18 @@ def test_balanced_chunks_cover_rows() -> None:
         assert b[0] == 0 and b[-1] == 6
         assert np.all(np.diff(b) > 0)
         assert len(b) - 1 <= n
+
+
+def test_chunk_order_is_a_permutation_spread_over_each_threads_block() -> None:
+    for n in range(0, 70):
+        assert sorted(chunk_order(n).tolist()) == list(range(n))
+    np.testing.assert_array_equal(chunk_order(8), [0, 4, 2, 6, 1, 5, 3, 7])
+    order = chunk_order(64)
+    # a static two-thread split of the loop: the even chunks, then the odd ones
+    assert set(order[:32].tolist()) == set(range(0, 64, 2))
+    # four threads: each block takes one residue class mod 4, spread over all the rows
+    for block in order.reshape(4, 16):
+        assert len({int(c) % 4 for c in block}) == 1 and block.min() < 4 and block.max() >= 60
 
 
 def test_predict_observed_and_residual_stats() -> None:

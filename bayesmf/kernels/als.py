@@ -141,6 +141,36 @@ def balanced_chunks(indptr: np.ndarray, n_chunks: int) -> np.ndarray:
     return bounds[:m].copy()
 
 
+@njit(cache=True)
+def chunk_order(n_chunks: int) -> np.ndarray:
+    """The order in which a ``prange`` loop should visit ``n_chunks`` chunks: bit-reversed.
+
+    Numba's parallel loops split their iterations into one contiguous block per thread, so in
+    index order a thread gets a contiguous run of chunks. :func:`balanced_chunks` only
+    estimates the work of a row, and the estimate's error drifts along the rows (on
+    ml-latest-small the later items are mostly rarely rated ones, whose small solves cost less
+    than it assumes), which left one thread with clearly less work. In bit-reversed
+    (van der Corput) order ``0, n/2, n/4, 3n/4, ...`` every contiguous block of the loop is
+    spread evenly over the rows, whatever the number of threads (with two threads: the even
+    chunks and the odd ones). On ml-latest-small the threaded item half-sweep took 1.65-1.70 ms
+    instead of 2.1 ms. Rows are independent, so the results do not depend on the order.
+    """
+    bits = 0
+    while (1 << bits) < n_chunks:
+        bits += 1
+    order = np.empty(n_chunks, dtype=np.int64)
+    m = 0
+    for i in range(1 << bits):
+        rev = 0
+        for b in range(bits):
+            if i & (1 << b):
+                rev |= 1 << (bits - 1 - b)
+        if rev < n_chunks:
+            order[m] = rev
+            m += 1
+    return order
+
+
 def _als_half_sweep_impl(
     indptr: np.ndarray,
     indices: np.ndarray,
@@ -169,7 +199,9 @@ def _als_half_sweep_impl(
         for a in range(d):
             reg_inv[a] = 1.0 / reg[a]
     bounds = balanced_chunks(indptr, N_CHUNKS)
-    for ch in prange(bounds.shape[0] - 1):
+    order = chunk_order(bounds.shape[0] - 1)
+    for it in prange(order.shape[0]):
+        ch = order[it]
         A = np.empty((d, d))
         b = np.empty(d)
         x = np.empty(d)
@@ -555,7 +587,9 @@ def implicit_half_sweep(
     """
     d = Y.shape[1]
     bounds = balanced_chunks(indptr, N_CHUNKS)
-    for ch in prange(bounds.shape[0] - 1):
+    order = chunk_order(bounds.shape[0] - 1)
+    for it in prange(order.shape[0]):
+        ch = order[it]
         A = np.empty((d, d))
         b = np.empty(d)
         x = np.empty(d)

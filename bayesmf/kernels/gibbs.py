@@ -35,7 +35,7 @@ from numba import njit, prange
 from scipy.linalg import solve_triangular
 
 from bayesmf.kernels._jit import serial_and_parallel
-from bayesmf.kernels.als import N_CHUNKS, balanced_chunks
+from bayesmf.kernels.als import N_CHUNKS, balanced_chunks, chunk_order
 from bayesmf.kernels.linalg import (
     _FAST,
     cholesky_inplace,
@@ -179,7 +179,9 @@ def _gibbs_half_sweep_impl(
     d = Y.shape[1]
     failed = 0
     bounds = balanced_chunks(indptr, N_CHUNKS)
-    for ch in prange(bounds.shape[0] - 1):
+    order = chunk_order(bounds.shape[0] - 1)
+    for it in prange(order.shape[0]):
+        ch = order[it]
         A = np.empty((d, d))
         b = np.empty(d)
         x = np.empty(d)
@@ -272,7 +274,9 @@ def _gibbs_factorise_impl(
     sr = np.sqrt(1.0 - alpha * alpha)
     failed = 0
     bounds = balanced_chunks(indptr, N_CHUNKS)
-    for ch in prange(bounds.shape[0] - 1):
+    order = chunk_order(bounds.shape[0] - 1)
+    for it in prange(order.shape[0]):
+        ch = order[it]
         A = np.empty((d, d))
         b = np.empty(d)
         y = np.empty(d)
