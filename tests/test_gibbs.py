@@ -683,3 +683,36 @@ def test_convergence_check_is_quiet_when_converged_or_off(recovery_data):
         one = GibbsPMF(rank=2, chains=1, tune=5, draws=20, random_state=0,
                        progress=False).fit(train)
         assert one.diagnostics_ is None  # split R-hat of one chain is too weak to warn on
+
+
+def test_fused_row_helpers_match_numpy_on_strided_views():
+    """The numba helpers of the hyperparameter draw and the moves, on the factor columns of a
+    ``[factors, bias]`` array (a strided view), against the NumPy expressions they replace."""
+    from bayesmf.kernels.gibbs import gram_and_cross, mean_and_scatter, shift_rows, transform_rows
+
+    rng = np.random.default_rng(11)
+    k = 4
+    X = rng.normal(size=(37, k + 1))
+    Y = rng.normal(size=(23, k + 1))
+    F = X[:, :k]
+    xbar, S = mean_and_scatter(F)
+    np.testing.assert_allclose(xbar, F.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(S, (F - F.mean(axis=0)).T @ (F - F.mean(axis=0)), rtol=1e-12)
+    G, h = gram_and_cross(Y[:, :k], Y[:, k], False)
+    np.testing.assert_allclose(G, Y[:, :k].T @ Y[:, :k], rtol=1e-12)
+    np.testing.assert_allclose(h, Y[:, :k].T @ Y[:, k], rtol=1e-12)
+    Ya = np.c_[Y[:, :k], np.ones(len(Y))]
+    G, h = gram_and_cross(Y[:, :k], Y[:, k], True)
+    np.testing.assert_allclose(G, Ya.T @ Ya, rtol=1e-12)
+    np.testing.assert_allclose(h, Ya.T @ Y[:, k], rtol=1e-12)
+    M = rng.normal(size=(k, k))
+    X2 = X.copy()
+    transform_rows(X2, M, k)
+    np.testing.assert_allclose(X2[:, :k], X[:, :k] @ M.T, rtol=1e-12)
+    np.testing.assert_array_equal(X2[:, k], X[:, k])  # the bias column is left alone
+    w, delta = rng.normal(size=k), 0.3
+    X3, Y3 = X.copy(), Y.copy()
+    shift_rows(X3, w, Y3, delta, k)
+    np.testing.assert_allclose(X3[:, :k], X[:, :k] + w, rtol=1e-12)
+    np.testing.assert_allclose(Y3[:, k], Y[:, k] - (Y[:, :k] @ w + delta), rtol=1e-12)
+    np.testing.assert_array_equal(Y3[:, :k], Y[:, :k])

@@ -423,6 +423,91 @@ residual_sums_serial, residual_sums = serial_and_parallel(
 )
 
 
+@njit(cache=True, nogil=True)
+def mean_and_scatter(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means ``xbar`` and scatter matrix ``sum_i (x_i - xbar)(x_i - xbar)^T`` of ``X``.
+
+    Two passes over the rows (means, then centred products), without the centred copy of
+    ``X`` that NumPy would make; ``X`` may be a strided view (the factor columns of a
+    ``[factors, bias]`` array).
+    """
+    n, k = X.shape
+    xbar = np.zeros(k)
+    for r in range(n):
+        for a in range(k):
+            xbar[a] += X[r, a]
+    if n > 0:
+        for a in range(k):
+            xbar[a] /= n
+    S = np.zeros((k, k))
+    c = np.empty(k)
+    for r in range(n):
+        for a in range(k):
+            c[a] = X[r, a] - xbar[a]
+        for a in range(k):
+            ca = c[a]
+            for b in range(a + 1):
+                S[a, b] += ca * c[b]
+    for a in range(k):
+        for b in range(a):
+            S[b, a] = S[a, b]
+    return xbar, S
+
+
+@njit(cache=True, nogil=True)
+def gram_and_cross(Y: np.ndarray, c: np.ndarray, ones: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``Ya^T Ya`` and ``Ya^T c`` for ``Ya = Y`` or, with ``ones``, ``Ya = [Y, 1]``.
+
+    One pass over the rows; ``Y`` and ``c`` may be strided views, and the augmented matrix is
+    never built.
+    """
+    n, k = Y.shape
+    m = k + 1 if ones else k
+    G = np.zeros((m, m))
+    h = np.zeros(m)
+    y = np.ones(m)
+    for r in range(n):
+        for a in range(k):
+            y[a] = Y[r, a]
+        cr = c[r]
+        for a in range(m):
+            ya = y[a]
+            h[a] += ya * cr
+            for b in range(a + 1):
+                G[a, b] += ya * y[b]
+    for a in range(m):
+        for b in range(a):
+            G[b, a] = G[a, b]
+    return G, h
+
+
+@njit(cache=True, nogil=True)
+def transform_rows(X: np.ndarray, M: np.ndarray, k: int) -> None:
+    """``x_r[:k] <- M x_r[:k]`` for every row of ``X``, in place (the group moves' ``U T^T``)."""
+    t = np.empty(k)
+    for r in range(X.shape[0]):
+        for a in range(k):
+            s = 0.0
+            for b in range(k):
+                s += M[a, b] * X[r, b]
+            t[a] = s
+        for a in range(k):
+            X[r, a] = t[a]
+
+
+@njit(cache=True, nogil=True)
+def shift_rows(X: np.ndarray, w: np.ndarray, Y: np.ndarray, delta: float, k: int) -> None:
+    """The translation move in place: ``x_r[:k] += w`` and ``y_j[k] -= y_j[:k] . w + delta``."""
+    for r in range(X.shape[0]):
+        for a in range(k):
+            X[r, a] += w[a]
+    for j in range(Y.shape[0]):
+        s = delta
+        for a in range(k):
+            s += Y[j, a] * w[a]
+        Y[j, k] -= s
+
+
 def sample_wishart(rng: np.random.Generator, scale: np.ndarray, df: float) -> np.ndarray:
     """One draw of ``Wishart(scale, df)`` (mean ``df * scale``) by the Bartlett decomposition."""
     k = scale.shape[0]
@@ -457,9 +542,7 @@ def sample_normal_wishart(
     Lambda : ndarray, shape (k, k)
     """
     N = X.shape[0]
-    xbar = X.mean(axis=0)
-    Xc = X - xbar
-    S_N = Xc.T @ Xc  # = N * S
+    xbar, S_N = mean_and_scatter(X)  # S_N = N * S
     beta_n = beta0 + N
     nu_n = nu0 + N
     mu_n = (beta0 * mu0 + N * xbar) / beta_n
@@ -730,8 +813,22 @@ def factor_shift_move(
     -------
     ndarray, shape (k,)
     """
-    P = prior_prec + tau_b * (Y.T @ Y)
-    lin = prior_lin + tau_b * (Y.T @ other_bias)
+    G, h = gram_and_cross(Y, other_bias, False)
+    return _shift_from_gram(rng, prior_prec, prior_lin, G, h, tau_b, alpha)
+
+
+def _shift_from_gram(
+    rng: np.random.Generator,
+    prior_prec: np.ndarray,
+    prior_lin: np.ndarray,
+    G: np.ndarray,
+    h: np.ndarray,
+    tau_b: float,
+    alpha: float,
+) -> np.ndarray:
+    """:func:`factor_shift_move` given ``G = Y^T Y`` and ``h = Y^T c``."""
+    P = prior_prec + tau_b * G
+    lin = prior_lin + tau_b * h
     L = np.linalg.cholesky(0.5 * (P + P.T))
     mean = solve_triangular(L, solve_triangular(L, lin, lower=True), lower=True, trans="T")
     noise = solve_triangular(L, rng.standard_normal(len(lin)), lower=True, trans="T")
@@ -797,10 +894,8 @@ def factor_mean_shift_move(
     l0 = np.empty(k + 1)
     l0[:k] = prior_lin
     l0[k] = (mean0 - mu) / sd0**2
-    Ya = np.empty((Y.shape[0], k + 1))
-    Ya[:, :k] = Y
-    Ya[:, k] = 1.0
-    x = factor_shift_move(rng, P0, l0, Ya, other_bias, tau_b, alpha)
+    G, h = gram_and_cross(Y, other_bias, True)  # of [Y, 1], without building it
+    x = _shift_from_gram(rng, P0, l0, G, h, tau_b, alpha)
     return x[:k], float(x[k])
 
 

@@ -43,6 +43,8 @@ from bayesmf.kernels.gibbs import (
     sample_normal_wishart,
     sample_scale_move,
     shear_moves,
+    shift_rows,
+    transform_rows,
     translation_move,
 )
 
@@ -326,8 +328,8 @@ class ChainSampler:
             A = shear_moves(self.rng, prec_u, prec_v, pr.w0)
             T = A @ T
         T_inv = np.linalg.inv(T)
-        self.Ux[:, :k] = self.Ux[:, :k] @ T.T
-        self.Vx[:, :k] = self.Vx[:, :k] @ T_inv
+        transform_rows(self.Ux, T, k)  # U <- U T^T
+        transform_rows(self.Vx, np.ascontiguousarray(T_inv.T), k)  # V <- V T^-1
         self.mean_u = T @ self.mean_u
         self.mean_v = T_inv.T @ self.mean_v
         pu = T_inv.T @ self.prec_u @ T_inv
@@ -351,8 +353,7 @@ class ChainSampler:
             w, delta = factor_mean_shift_move(self.rng, P0, l0, Y[:, :k], Y[:, k], tau_other,
                                               self.mu, pr.mu_mean, pr.mu_sd,
                                               self.alpha)
-            X[:, :k] += w
-            Y[:, k] -= Y[:, :k] @ w + delta
+            shift_rows(X, w, Y, delta, k)  # X[:, :k] += w; Y[:, k] -= Y[:, :k] @ w + delta
             self.mu += delta
             if self.hyperprior == "normal-wishart":
                 if name == "u":
