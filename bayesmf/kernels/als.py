@@ -29,6 +29,7 @@ from bayesmf.kernels.linalg import (
     latent_mean,
     ldl_solve,
     min_norm_solve,
+    mirror_lower,
     row_normal_equations,
 )
 
@@ -608,9 +609,8 @@ def implicit_half_sweep(
                     wa = w * ya
                     for c in range(a + 1):
                         A[a, c] += wa * Y[j, c]
+            mirror_lower(A)
             for a in range(d):
-                for c in range(a):
-                    A[c, a] = A[a, c]
                 A[a, a] += reg
             if cholesky_inplace(A):
                 cholesky_solve(A, b, x)

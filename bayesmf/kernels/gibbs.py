@@ -39,6 +39,7 @@ from bayesmf.kernels.als import N_CHUNKS, balanced_chunks, chunk_order
 from bayesmf.kernels.linalg import (
     _FAST,
     cholesky_inplace,
+    mirror_lower,
     row_normal_equations,
     solve_lower,
     solve_upper_t,
@@ -448,9 +449,7 @@ def mean_and_scatter(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             ca = c[a]
             for b in range(a + 1):
                 S[a, b] += ca * c[b]
-    for a in range(k):
-        for b in range(a):
-            S[b, a] = S[a, b]
+    mirror_lower(S)
     return xbar, S
 
 
@@ -475,9 +474,7 @@ def gram_and_cross(Y: np.ndarray, c: np.ndarray, ones: bool) -> tuple[np.ndarray
             h[a] += ya * cr
             for b in range(a + 1):
                 G[a, b] += ya * y[b]
-    for a in range(m):
-        for b in range(a):
-            G[b, a] = G[a, b]
+    mirror_lower(G)
     return G, h
 
 

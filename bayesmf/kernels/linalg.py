@@ -18,6 +18,18 @@ from numba import njit
 _FAST = {"contract", "arcp", "reassoc"}
 
 
+@njit(cache=True, nogil=True, inline="always")
+def mirror_lower(A: np.ndarray) -> None:
+    """Copy the strict lower triangle of the square ``A`` onto its upper triangle, in place.
+
+    The accumulation loops here fill only the lower triangle of a symmetric matrix (half the
+    work); this completes it for code that reads whole rows or columns.
+    """
+    for a in range(A.shape[0]):
+        for c in range(a):
+            A[c, a] = A[a, c]
+
+
 @njit(cache=True, nogil=True, fastmath=True)
 def row_normal_equations(
     row: int,
@@ -107,9 +119,7 @@ def row_normal_equations(
                 A[a, c] += ya * Y[j, c]
         p += 1
     if mirror:
-        for a in range(d):
-            for c in range(a):
-                A[c, a] = A[a, c]
+        mirror_lower(A)
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)

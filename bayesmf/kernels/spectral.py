@@ -28,7 +28,7 @@ from numba import njit, prange
 
 from bayesmf.data import SparseRows
 from bayesmf.kernels.als import bias_passes
-from bayesmf.kernels.linalg import cholesky_inplace, solve_lower
+from bayesmf.kernels.linalg import cholesky_inplace, mirror_lower, solve_lower
 
 
 @njit(cache=True)
@@ -150,9 +150,7 @@ def _gram(X: np.ndarray) -> np.ndarray:
             xa = X[r, a]
             for c in range(a + 1):
                 G[a, c] += xa * X[r, c]
-    for a in range(p):
-        for c in range(a):
-            G[c, a] = G[a, c]
+    mirror_lower(G)
     return G
 
 
