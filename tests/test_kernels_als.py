@@ -10,6 +10,7 @@ from bayesmf.kernels.als import (
     als_half_sweep_reference,
     balanced_chunks,
     chunk_order,
+    ordered_chunks,
     predict_observed,
     row_covariances,
 )
@@ -158,6 +159,19 @@ def test_chunk_order_is_a_permutation_spread_over_each_threads_block() -> None:
     # four threads: each block takes one residue class mod 4, spread over all the rows
     for block in order.reshape(4, 16):
         assert len({int(c) % 4 for c in block}) == 1 and block.min() < 4 and block.max() >= 60
+
+
+def test_ordered_chunks_are_the_balanced_chunks_in_chunk_order() -> None:
+    rng = np.random.default_rng(2)
+    indptr = np.concatenate([[0], np.cumsum(rng.integers(0, 40, size=300))]).astype(np.int64)
+    bounds = balanced_chunks(indptr, 16)
+    chunks = ordered_chunks(indptr, 16)
+    order = chunk_order(len(bounds) - 1)
+    np.testing.assert_array_equal(chunks[:, 0], bounds[order])
+    np.testing.assert_array_equal(chunks[:, 1], bounds[order + 1])
+    # together the chunks cover every row once
+    covered = np.concatenate([np.arange(a, b) for a, b in chunks])
+    np.testing.assert_array_equal(np.sort(covered), np.arange(300))
 
 
 def test_predict_observed_and_residual_stats() -> None:

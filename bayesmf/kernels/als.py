@@ -172,6 +172,23 @@ def chunk_order(n_chunks: int) -> np.ndarray:
     return order
 
 
+@njit(cache=True)
+def ordered_chunks(indptr: np.ndarray, n_chunks: int) -> np.ndarray:
+    """The row chunks a parallel row kernel works through, in the order to visit them.
+
+    :func:`balanced_chunks` boundaries visited in :func:`chunk_order`: row ``it`` of the
+    result is the ``[start, end)`` of the chunk that iteration ``it`` of a ``prange`` loop
+    takes, so every kernel splits and orders its rows the same way in one call.
+    """
+    bounds = balanced_chunks(indptr, n_chunks)
+    order = chunk_order(bounds.shape[0] - 1)
+    out = np.empty((order.shape[0], 2), dtype=np.int64)
+    for it in range(order.shape[0]):
+        out[it, 0] = bounds[order[it]]
+        out[it, 1] = bounds[order[it] + 1]
+    return out
+
+
 def _als_half_sweep_impl(
     indptr: np.ndarray,
     indices: np.ndarray,
@@ -199,15 +216,13 @@ def _als_half_sweep_impl(
     if not any_zero_reg:
         for a in range(d):
             reg_inv[a] = 1.0 / reg[a]
-    bounds = balanced_chunks(indptr, N_CHUNKS)
-    order = chunk_order(bounds.shape[0] - 1)
-    for it in prange(order.shape[0]):
-        ch = order[it]
+    chunks = ordered_chunks(indptr, N_CHUNKS)
+    for ch in prange(chunks.shape[0]):
         A = np.empty((d, d))
         b = np.empty(d)
         x = np.empty(d)
         work = np.empty(2 * d)
-        for r in range(bounds[ch], bounds[ch + 1]):
+        for r in range(chunks[ch, 0], chunks[ch, 1]):
             count = indptr[r + 1] - indptr[r]
             fallback = any_zero_reg and count < d
             solved = False
@@ -587,14 +602,12 @@ def implicit_half_sweep(
         Output solutions.
     """
     d = Y.shape[1]
-    bounds = balanced_chunks(indptr, N_CHUNKS)
-    order = chunk_order(bounds.shape[0] - 1)
-    for it in prange(order.shape[0]):
-        ch = order[it]
+    chunks = ordered_chunks(indptr, N_CHUNKS)
+    for ch in prange(chunks.shape[0]):
         A = np.empty((d, d))
         b = np.empty(d)
         x = np.empty(d)
-        for r in range(bounds[ch], bounds[ch + 1]):
+        for r in range(chunks[ch, 0], chunks[ch, 1]):
             for a in range(d):
                 b[a] = 0.0
                 for c in range(d):

@@ -35,7 +35,7 @@ from numba import njit, prange
 from scipy.linalg import solve_triangular
 
 from bayesmf.kernels._jit import serial_and_parallel
-from bayesmf.kernels.als import N_CHUNKS, balanced_chunks, chunk_order
+from bayesmf.kernels.als import N_CHUNKS, ordered_chunks
 from bayesmf.kernels.linalg import (
     _FAST,
     cholesky_inplace,
@@ -174,19 +174,17 @@ def _gibbs_half_sweep_impl(
 
     Notes
     -----
-    Rows are split into chunks of balanced work (:func:`bayesmf.kernels.als.balanced_chunks`,
+    Rows are split into chunks of balanced work (:func:`bayesmf.kernels.als.ordered_chunks`,
     as in the ALS kernel), each with its own work arrays.
     """
     d = Y.shape[1]
     failed = 0
-    bounds = balanced_chunks(indptr, N_CHUNKS)
-    order = chunk_order(bounds.shape[0] - 1)
-    for it in prange(order.shape[0]):
-        ch = order[it]
+    chunks = ordered_chunks(indptr, N_CHUNKS)
+    for ch in prange(chunks.shape[0]):
         A = np.empty((d, d))
         b = np.empty(d)
         x = np.empty(d)
-        for r in range(bounds[ch], bounds[ch + 1]):
+        for r in range(chunks[ch, 0], chunks[ch, 1]):
             if gibbs_row_draw(r, indptr, indices, data, Y, offset, tau, prior_prec, prior_shift,
                               Z[r], A, b, x, alpha, X_out[r]):
                 for a in range(d):
@@ -274,14 +272,12 @@ def _gibbs_factorise_impl(
     m = d - 1
     sr = np.sqrt(1.0 - alpha * alpha)
     failed = 0
-    bounds = balanced_chunks(indptr, N_CHUNKS)
-    order = chunk_order(bounds.shape[0] - 1)
-    for it in prange(order.shape[0]):
-        ch = order[it]
+    chunks = ordered_chunks(indptr, N_CHUNKS)
+    for ch in prange(chunks.shape[0]):
         A = np.empty((d, d))
         b = np.empty(d)
         y = np.empty(d)
-        for r in range(bounds[ch], bounds[ch + 1]):
+        for r in range(chunks[ch, 0], chunks[ch, 1]):
             row_posterior_precision(r, indptr, indices, data, Y, offset, tau, prior_prec,
                                     prior_shift, A, b)
             if not _cholesky_free_last_pivot(A):
