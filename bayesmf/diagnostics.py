@@ -15,6 +15,8 @@ can be shown; :func:`diagnose` instead checks quantities that are invariant to `
 - hyperparameters: ``mu``, the noise ``sigma``, the bias scales, ``sum_f sigma_u[f]^2``
   (= ``tr(Lambda_u^-1)`` for Normal-Wishart) and ``||mu_u||``;
 - ``||U||_F`` and ``||V||_F`` per draw;
+- the factor strengths: the ``k`` singular values of ``U V^T`` per draw, largest first
+  (:func:`factor_strength`), how much each component contributes to the predictions;
 - the training log-likelihood per draw (``sample_stats.loglik``);
 - the predicted latent means ``u.v + biases`` of a probe set of pairs: by default half
   rated (training) pairs and half *unrated* ones, the pairs a recommender predicts, whose
@@ -49,7 +51,7 @@ from bayesmf.exceptions import BayesMFError
 from bayesmf.predict import predict_draws, predictive_parts
 
 __all__ = ["diagnose", "identifiable_draws", "raw_factor_rhat", "verdict", "elbo_trace",
-           "check_convergence"]
+           "check_convergence", "factor_strength"]
 
 RHAT_OK = 1.01
 RHAT_WARN = 1.05
@@ -135,7 +137,8 @@ def identifiable_draws(
     Returns
     -------
     xarray.Dataset
-        Variables with dims ``(chain, draw)`` (and ``probe`` for ``pred_mean``).
+        Variables with dims ``(chain, draw)`` (and ``probe`` for ``pred_mean``,
+        ``component`` for ``factor_strength``).
     """
     post = _posterior(fit)
     n_probe = check_positive_int(n_probe, "n_probe")
@@ -158,6 +161,13 @@ def identifiable_draws(
         out[f"norm_{name}"] = xr.DataArray(np.sqrt(sq), dims=("chain", "draw"),
                                            coords={"chain": x["chain"].values,
                                                    "draw": x["draw"].values})
+    u_da = post["U"].transpose("chain", "draw", ...)
+    out["factor_strength"] = xr.DataArray(
+        factor_strength(u_da.values, post["V"].transpose("chain", "draw", ...).values),
+        dims=("chain", "draw", "component"),
+        coords={"chain": u_da["chain"].values, "draw": u_da["draw"].values,
+                "component": np.arange(1, u_da.shape[-1] + 1)},
+    )
     stats = getattr(fit.idata_, "sample_stats", None)
     if stats is not None and "loglik" in stats:
         out["loglik"] = stats["loglik"].astype(np.float64)
@@ -174,6 +184,42 @@ def identifiable_draws(
     ds = xr.Dataset({k: v.reset_coords(drop=True) if isinstance(v, xr.DataArray) else v
                      for k, v in out.items()})
     return ds
+
+
+def factor_strength(U: np.ndarray, V: np.ndarray, block: int = 64) -> np.ndarray:
+    """Singular values of ``U_t V_t^T`` for every draw ``t``, largest first.
+
+    They are what the factors put into the predictions, one number per component: invariant
+    to any invertible ``(U, V) -> (U T, V T^-T)``, not only to rotations, so they are
+    identified whatever the hyperprior. The square roots of the eigenvalues of
+    ``S G_v S``, where ``G_u = U^T U``, ``G_v = V^T V`` and ``S = G_u^(1/2)``; the Gram
+    matrices are accumulated in float64, ``block`` draws at a time.
+
+    Parameters
+    ----------
+    U, V : ndarray, shapes (chains, draws, n_users, k) and (chains, draws, n_items, k)
+        Factor draws (any float dtype).
+    block : int
+        Draws converted to float64 at once (bounds the temporary memory).
+
+    Returns
+    -------
+    ndarray, shape (chains, draws, k)
+    """
+    chains, draws, _, k = U.shape
+    out = np.empty((chains, draws, k))
+    for c in range(chains):
+        for t0 in range(0, draws, block):
+            t1 = min(t0 + block, draws)
+            Uc = U[c, t0:t1].astype(np.float64)
+            Vc = V[c, t0:t1].astype(np.float64)
+            Gu = np.matmul(np.swapaxes(Uc, 1, 2), Uc)
+            Gv = np.matmul(np.swapaxes(Vc, 1, 2), Vc)
+            w, Q = np.linalg.eigh(Gu)
+            S = np.matmul(Q * np.sqrt(np.clip(w, 0.0, None))[:, None, :], np.swapaxes(Q, 1, 2))
+            ev = np.linalg.eigvalsh(np.matmul(np.matmul(S, Gv), S))
+            out[c, t0:t1] = np.sqrt(np.clip(ev, 0.0, None))[:, ::-1]
+    return out
 
 
 def _flatten(ds: xr.Dataset) -> list[tuple[str, str, xr.DataArray]]:

@@ -8,8 +8,8 @@
 (b) Full posterior of ml-latest-small (all ratings, rank 10, 4 chains): R-hat and bulk/tail
     ESS of the identifiable quantities (sigma, mu, loglik, the bias sds, ||U||_F, ||V||_F and the latent
     means of 10 probe pairs that are not in the data), then ``bayesmf.diagnostics.diagnose``
-    with its defaults (its hyperparameter rows and 100 more probe pairs, 50 rated and 50
-    unrated). Targets: R-hat < 1.01, bulk ESS > 400 on all of them, time < 60 s.
+    with its defaults (its hyperparameter rows, the ten factor strengths and 100 more probe
+    pairs, 50 rated and 50 unrated). Targets: R-hat < 1.01, bulk ESS > 400 on all of them, time < 60 s.
 
 Prints tables and writes ``benchmarks/results/bench_gibbs.json``.
 
@@ -127,7 +127,8 @@ def _identifiable(g: GibbsPMF, pu: np.ndarray, pi: np.ndarray) -> dict[str, np.n
 
 def bench_full_posterior(threads: int | None, tune: int, draws: int, seed: int = 0,
                          overrelax: float | None = None, thin: int | str = "auto",
-                         budget_gb: float = 1.0, chain_seed: int = 0) -> dict:
+                         budget_gb: float = 1.0, chain_seed: int = 0,
+                         model_kwargs: dict | None = None) -> dict:
     r = load_ml_latest_small(titles=False)
     rng = np.random.default_rng(seed)
     seen = set(zip(r.users.tolist(), r.items.tolist(), strict=True))
@@ -140,7 +141,9 @@ def bench_full_posterior(threads: int | None, tune: int, draws: int, seed: int =
             pi.append(i)
     pu, pi = np.array(pu), np.array(pi)
 
-    extra = {} if overrelax is None else {"overrelax": overrelax}
+    extra = dict(model_kwargs or {})  # other GibbsPMF settings (benchmarks/gibbs_mixing.py)
+    if overrelax is not None:
+        extra["overrelax"] = overrelax
 
     def fit():
         return GibbsPMF(rank=10, chains=4, tune=tune, draws=draws, thin=thin,
@@ -163,7 +166,8 @@ def bench_full_posterior(threads: int | None, tune: int, draws: int, seed: int =
     min10 = min(x["ess_bulk"] for x in rows.values())
     diag = diagnose(g)  # 50 rated + 50 unrated probe pairs, summarised per kind
     q = diag[diag["kind"] == "quantity"]
-    diag_rows = {row.quantity: {"rhat": float(row.r_hat), "ess_bulk": float(row.ess_bulk),
+    diag_rows = {row.quantity: {"mean": float(row.mean), "sd": float(row.sd),
+                                "rhat": float(row.r_hat), "ess_bulk": float(row.ess_bulk),
                                 "ess_tail": float(row.ess_tail), "verdict": row.verdict,
                                 "note": row.note}
                  for row in q.itertuples()}
@@ -191,7 +195,7 @@ def bench_full_posterior(threads: int | None, tune: int, draws: int, seed: int =
     print(f"10 probes and the above: max R-hat {worst10:.4f}, min bulk ESS {min10:.0f}")
     print("diagnose() with its defaults (100 more probe pairs, 50 rated + 50 unrated):")
     for name, x in diag_rows.items():
-        if name.startswith("pred_mean"):
+        if name.startswith(("pred_mean", "factor_strength")):
             print(f"  {name:30s} R-hat {x['rhat']:7.4f}  bulk ESS {x['ess_bulk']:6.0f}  "
                   f"{x['verdict']}: {x['note']}")
     print(f"all: max R-hat {worst_rhat:.4f} (target < 1.01), min bulk ESS {min_ess:.0f} "

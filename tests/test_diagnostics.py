@@ -12,6 +12,7 @@ from bayesmf.datasets import make_synthetic
 from bayesmf.diagnostics import (
     check_convergence,
     diagnose,
+    factor_strength,
     identifiable_draws,
     raw_factor_rhat,
     verdict,
@@ -76,7 +77,8 @@ def test_rotated_chains_fool_raw_factor_rhat_but_not_diagnose(ratings):
     q = diag[diag["kind"] == "quantity"]
     assert (q["r_hat"] < 1.01).all(), q[["quantity", "r_hat"]]
     assert (q["verdict"] == "ok").all() and diag.attrs["verdict"] == "ok"
-    assert {"mu", "sigma", "sum_sigma_u2", "norm_U", "norm_V"} <= set(q["group"])
+    assert {"mu", "sigma", "sum_sigma_u2", "norm_U", "norm_V", "factor_strength"} <= set(q["group"])
+    assert (q["group"] == "factor_strength").sum() == 2  # one row per component
     assert (q["group"] == "pred_mean").sum() == 10
     # the default table summarises the pairs: one row per kind, the worst of each
     summary = diagnose(fit, n_probe=10).set_index("quantity")
@@ -110,6 +112,25 @@ def test_identifiable_quantities_match_direct_computation(ratings):
     np.testing.assert_allclose(ds["sum_sigma_u2"].values, (post["sigma_u"] ** 2).sum(-1))
     np.testing.assert_allclose(ds["pred_mean"].values[..., 0],
                                (post["U"][:, :, 2] * post["V"][:, :, 3]).sum(-1) + post["mu"])
+
+
+def test_factor_strength_is_the_spectrum_of_uv_and_ignores_any_invertible_map():
+    rng = np.random.default_rng(7)
+    U = rng.standard_normal((2, 3, 11, 3)).astype(np.float32)
+    V = rng.standard_normal((2, 3, 8, 3)).astype(np.float32)
+    got = factor_strength(U, V, block=2)  # blocks that do not divide the draws
+    for c in range(2):
+        for t in range(3):
+            want = np.linalg.svd(U[c, t].astype(np.float64) @ V[c, t].T, compute_uv=False)[:3]
+            np.testing.assert_allclose(got[c, t], want, rtol=1e-6)
+    T = np.array([[2.0, 0.5, 0.0], [0.0, 0.3, -1.0], [0.4, 0.0, 1.5]])  # not orthogonal
+    moved = factor_strength(U.astype(np.float64) @ T, V.astype(np.float64) @ np.linalg.inv(T).T)
+    np.testing.assert_allclose(moved, got, rtol=1e-6)
+    # rank-deficient factors: the missing components are zero, not NaN
+    U0 = U.copy()
+    U0[..., 2] = 0.0
+    low = factor_strength(U0, V)
+    assert np.all(np.isfinite(low)) and np.allclose(low[..., 2], 0.0, atol=1e-5)
 
 
 def test_sampler_rows_for_nuts_and_advi(ratings):
