@@ -51,7 +51,7 @@ from bayesmf.exceptions import BayesMFError
 from bayesmf.predict import predict_draws, predictive_parts
 
 __all__ = ["diagnose", "identifiable_draws", "raw_factor_rhat", "verdict", "elbo_trace",
-           "check_convergence", "factor_strength"]
+           "check_convergence", "convergence_message", "factor_strength"]
 
 RHAT_OK = 1.01
 RHAT_WARN = 1.05
@@ -404,28 +404,58 @@ def check_convergence(fit: Any, stacklevel: int = 2) -> pd.DataFrame | None:
     if fit.idata_.posterior.sizes["chain"] < 2:
         return None
     table = diagnose(fit)
-    bad = table[table["verdict"] != "ok"]
-    if len(bad):
-        worst = max(bad.itertuples(), key=lambda r: (VERDICT_ORDER[r.verdict],
-                                                     r.kind == "quantity",
-                                                     np.nan_to_num(r.r_hat)))
-        if worst.group == "pred_mean":  # name the pair, not the summary row
-            of_n, pair = worst.note.split(";")[0].split(": ", 1)
-            what = f"{pair}, the {of_n}"
-        elif worst.kind == "quantity":
-            what = f"{worst.quantity} (R-hat {worst.r_hat:.3f}, bulk ESS {worst.ess_bulk:.0f})"
-        else:
-            what = f"{worst.quantity} = {worst.value:g}" + (f" ({worst.note})" if worst.note
-                                                         else "")
-        warnings.warn(
-            f"{type(fit).__name__}: {len(bad)} of {len(table)} checks are not ok (quantities "
-            f"need R-hat < {RHAT_OK} and bulk and tail ESS > {ESS_OK:.0f}); worst "
-            f"[{worst.verdict}]: {what}. Run more or longer chains; the table is in "
-            "diagnostics_ (bayesmf.diagnose).",
-            RuntimeWarning,
-            stacklevel=stacklevel + 1,
-        )
+    message = convergence_message(table, type(fit).__name__)
+    if message is not None:
+        warnings.warn(message, RuntimeWarning, stacklevel=stacklevel + 1)
     return table
+
+
+def convergence_message(table: pd.DataFrame, name: str) -> str | None:
+    """The warning :func:`check_convergence` emits for a :func:`diagnose` table (None if all ok).
+
+    It counts the rows that are not ``ok``, names the worst (the pair itself for a pair
+    summary row) and gives advice: a longer run, unless only pair means missed -- then the
+    chains agree on every global quantity, and the pairs are ones a rank-k fit can explain in
+    more than one way, which a longer run may not settle (docs/diagnostics.md).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A :func:`diagnose` table (summary rows for the pairs).
+    name : str
+        The estimator's name, to start the message.
+
+    Returns
+    -------
+    str or None
+    """
+    bad = table[table["verdict"] != "ok"]
+    if not len(bad):
+        return None
+    worst = max(bad.itertuples(), key=lambda r: (VERDICT_ORDER[r.verdict],
+                                                 r.kind == "quantity",
+                                                 np.nan_to_num(r.r_hat)))
+    if worst.group == "pred_mean":  # name the pair, not the summary row
+        of_n, pair = worst.note.split(";")[0].split(": ", 1)
+        what = f"{pair}, the {of_n}"
+    elif worst.kind == "quantity":
+        what = f"{worst.quantity} (R-hat {worst.r_hat:.3f}, bulk ESS {worst.ess_bulk:.0f})"
+    else:
+        what = f"{worst.quantity} = {worst.value:g}" + (f" ({worst.note})" if worst.note
+                                                     else "")
+    if (bad["group"] == "pred_mean").all():
+        advice = (
+            "Every other quantity is ok: the chains agree on the hyperparameters, the "
+            "log-likelihood and the factor strengths but not on these pairs, which a rank-k "
+            "fit can explain with more than one structure in its weakest factors (a longer "
+            "run may not settle it; more chains average over it; see docs/diagnostics.md). "
+            "Treat those pairs' means and sds with care"
+        )
+    else:
+        advice = "Run more or longer chains"
+    return (f"{name}: {len(bad)} of {len(table)} checks are not ok (quantities need R-hat < "
+            f"{RHAT_OK} and bulk and tail ESS > {ESS_OK:.0f}); worst [{worst.verdict}]: "
+            f"{what}. {advice}; the table is in diagnostics_ (bayesmf.diagnose).")
 
 
 def _summarise_pairs(rows: list[dict[str, Any]],

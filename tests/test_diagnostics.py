@@ -11,6 +11,7 @@ import pytest
 from bayesmf.datasets import make_synthetic
 from bayesmf.diagnostics import (
     check_convergence,
+    convergence_message,
     diagnose,
     factor_strength,
     identifiable_draws,
@@ -236,6 +237,20 @@ def test_check_convergence_warns_names_the_worst_row_and_skips_one_chain(ratings
     post["mu"][1] += 0.3
     with pytest.warns(RuntimeWarning, match=r"worst \[fail\]: mu \(R-hat"):
         check_convergence(make_fit(r, post))
+    with pytest.warns(RuntimeWarning, match="Run more or longer chains"):
+        check_convergence(make_fit(r, post))
+    # only pair means miss: the message says so instead of asking for a longer run
+    table = diagnose(make_fit(r, iid_posterior(r, truth, C=2, D=600)), n_probe=4)
+    assert convergence_message(table, "GibbsPMF") is None
+    row = table.index[table["quantity"].str.startswith("pred_mean[unrated")][0]
+    table.loc[row, ["r_hat", "verdict"]] = [1.048, "fail"]
+    table.loc[row, "note"] = ("worst of 2 pairs: pred_mean[u0001|1001 unrated] (R-hat 1.048, "
+                              "bulk ESS 57); 0 warn, 1 fail")
+    msg = convergence_message(table, "GibbsPMF")
+    assert msg.startswith("GibbsPMF: 1 of ") and "pred_mean[u0001|1001 unrated]" in msg
+    assert "Every other quantity is ok" in msg and "Run more or longer" not in msg
+    table.loc[table["quantity"] == "mu", ["r_hat", "verdict"]] = [1.2, "fail"]
+    assert "Run more or longer chains" in convergence_message(table, "GibbsPMF")
     # converged: no warning; one chain: no check at all
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
