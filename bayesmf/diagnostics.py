@@ -153,20 +153,17 @@ def identifiable_draws(
         if f"mu_{side}" in post:
             m = post[f"mu_{side}"].astype(np.float64)
             out[f"norm_mu_{side}"] = np.sqrt((m**2).sum("factor"))
-    for name in ("U", "V"):
-        x = post[name].transpose("chain", "draw", ...)
+    factors = {name: post[name].transpose("chain", "draw", ...) for name in ("U", "V")}
+    chain_draw = {"chain": factors["U"]["chain"].values, "draw": factors["U"]["draw"].values}
+    for name, x in factors.items():
         flat = np.ascontiguousarray(x.values).reshape(x.shape[0], x.shape[1], -1)
         # float64 accumulation without a float64 copy of every draw of the factors
         sq = np.einsum("cdi,cdi->cd", flat, flat, dtype=np.float64)
-        out[f"norm_{name}"] = xr.DataArray(np.sqrt(sq), dims=("chain", "draw"),
-                                           coords={"chain": x["chain"].values,
-                                                   "draw": x["draw"].values})
-    u_da = post["U"].transpose("chain", "draw", ...)
+        out[f"norm_{name}"] = xr.DataArray(np.sqrt(sq), dims=("chain", "draw"), coords=chain_draw)
     out["factor_strength"] = xr.DataArray(
-        factor_strength(u_da.values, post["V"].transpose("chain", "draw", ...).values),
+        factor_strength(factors["U"].values, factors["V"].values),
         dims=("chain", "draw", "component"),
-        coords={"chain": u_da["chain"].values, "draw": u_da["draw"].values,
-                "component": np.arange(1, u_da.shape[-1] + 1)},
+        coords={**chain_draw, "component": np.arange(1, factors["U"].shape[-1] + 1)},
     )
     stats = getattr(fit.idata_, "sample_stats", None)
     if stats is not None and "loglik" in stats:

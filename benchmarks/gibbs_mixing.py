@@ -59,7 +59,7 @@ def summarise(name: str, draws: int, res: dict) -> dict:
         "overrelax": res["overrelax"], "wall_s": res["wall_s"],
         "max_rhat": res["max_rhat"], "min_ess_bulk": res["min_ess_bulk"],
         "worst_quantity": worst, "worst_note": note,
-        "worst_sweeps_per_effective_draw": 4 * draws / ess,
+        "worst_sweeps_per_effective_draw": res["chains"] * draws / ess,
         "targets_met": res["targets_met"],
     }
 
