@@ -21,19 +21,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
+from _common import write_results
 
 from bayesmf.datasets import load_ml_latest_small
 from bayesmf.models.gibbs import GibbsPMF
 from bayesmf.split import kfold
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _quiet(i, fm, hyper, history):  # noqa: ANN001 - myFM callback: no progress bar, never stop
@@ -148,9 +145,7 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "folds": rows, "summary": summary,
     }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "bench_accuracy_gibbs.json"
-    path.write_text(json.dumps(res, indent=2))
+    path = write_results("bench_accuracy_gibbs", res)
     print(f"wrote {path}")
 
 

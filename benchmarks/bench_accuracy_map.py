@@ -16,18 +16,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
+from _common import write_results
 
 from bayesmf.datasets import load_ml_latest_small
 from bayesmf.models.pmf import PMF
 from bayesmf.split import kfold
 
-RESULTS = Path(__file__).resolve().parent / "results"
 TARGET = 0.865
 
 
@@ -121,8 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": platform.platform(),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_accuracy_map.json").write_text(json.dumps(out, indent=2))
+    write_results("bench_accuracy_map", out)
     return out
 
 

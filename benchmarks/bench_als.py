@@ -20,11 +20,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
-from pathlib import Path
 
 # the FLOP floor is timed with single-threaded BLAS, like the serial sweep it is compared with
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -32,13 +30,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import write_results
 
 from bayesmf.datasets import load_ml_latest_small, make_synthetic  # noqa: E402
 from bayesmf.kernels.als import als_half_sweep, als_half_sweep_reference  # noqa: E402
 from bayesmf.models.pmf import PMF  # noqa: E402
 from bayesmf.split import random_split  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _time(fn, repeats: int) -> dict[str, float]:
@@ -244,8 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.skip_large:
         out["large"] = bench_large(args.quick)
     out["load_average_at_end"] = os.getloadavg()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_als.json").write_text(json.dumps(out, indent=2, default=float))
+    write_results("bench_als", out, default=float)
     return out
 
 

@@ -27,18 +27,16 @@ import json
 import os
 import platform
 import time
-from pathlib import Path
 
 import arviz as az
 import numba
 import numpy as np
+from _common import RESULTS, write_results
 
 from bayesmf.datasets import load_ml_latest_small
 from bayesmf.diagnostics import diagnose
 from bayesmf.models.gibbs import GibbsPMF
 from bayesmf.split import random_split
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _quiet(i, fm, hyper, history):  # noqa: ANN001 - myFM callback: no progress bar, never stop
@@ -239,8 +237,7 @@ def main() -> None:
         if "full_posterior" in old:
             res["full_posterior"] = dict(old["full_posterior"], from_previous_run=True)
     res["machine"]["load_avg_1min_end"] = os.getloadavg()[0]
-    RESULTS.mkdir(exist_ok=True)
-    path.write_text(json.dumps(res, indent=2))
+    write_results("bench_gibbs", res)
     print(f"\nwrote {path}")
 
 

@@ -23,17 +23,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
+from _common import write_results
 
 from bayesmf.datasets import load_ml_latest_small, make_synthetic
 from bayesmf.models.pmf import PMF
 from bayesmf.split import random_split
 
-RESULTS = Path(__file__).resolve().parent / "results"
 INITS = ("random", "spectral")
 
 
@@ -97,9 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
             results.append(compare(label, data, rank, args.seeds_synthetic))
     out = {"benchmark": "bench_init", "tol": 1e-3, "results": results,
            "seconds": time.perf_counter() - t0}
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "bench_init.json"
-    path.write_text(json.dumps(out, indent=2))
+    path = write_results("bench_init", out)
     print(f"wrote {path} ({out['seconds']:.0f} s)")
     return out
 

@@ -27,15 +27,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
-from pathlib import Path
 
+from _common import write_results
 from bench_gibbs import bench_full_posterior
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 #: name -> (kept sweeps per chain, thin, overrelax or None, other GibbsPMF settings)
 VARIANTS: dict[str, tuple[int, int, float | None, dict]] = {
@@ -93,9 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{v['variant']:16s} {v['wall_s']:7.1f} {v['max_rhat']:10.4f} "
               f"{v['min_ess_bulk']:8.0f} {v['worst_sweeps_per_effective_draw']:17.0f}  "
               f"{v['worst_note'] or v['worst_quantity']}")
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "gibbs_mixing.json"
-    path.write_text(json.dumps(out, indent=2))
+    path = write_results("gibbs_mixing", out)
     print(f"\nwrote {path}")
     return out
 

@@ -21,14 +21,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import arviz as az
 import numpy as np
+from _common import write_results
 
-RESULTS = Path(__file__).resolve().parent / "results"
 CHAINS, DRAWS = 4, 500
 PHIS = (0.0, 0.3, 0.5, 0.6, 0.7)
 
@@ -79,9 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = {"chains": CHAINS, "draws": DRAWS, "quantities": args.quantities, "reps": args.reps,
            "seed": args.seed, "arviz": az.__version__, "rows": rows,
            "seconds": time.perf_counter() - t0}
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "rhat_by_chance.json"
-    path.write_text(json.dumps(out, indent=2))
+    path = write_results("rhat_by_chance", out)
     print(f"wrote {path}")
     return out
 
