@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
             x = ar1_chains(rng, phi, args.quantities)
             rhats.append([float(az.rhat(x[q])) for q in range(args.quantities)])
             if rep < 5:
-                ess.extend(float(az.ess(x[q], method="bulk")) for q in range(10))
+                ess.extend(float(az.ess(x[q], method="bulk"))
+                           for q in range(min(10, args.quantities)))
         r = np.array(rhats)
         row = {
             "phi": phi,
